@@ -1,0 +1,95 @@
+"""finetune_ops: cancel, watch and clean up many Together AI fine-tuning jobs from asyncio.
+
+Everything public is imported from here; the modules behind it are private.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    FinetuneOpsError,
+    InternalServerError,
+    InvalidJobIdError,
+    InvalidResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    UnprocessableEntityError,
+    WaitTimeoutError,
+)
+from ._events import Event, JobFinished, StatusChanged
+from ._manager import JobManager
+from ._policies import (
+    DEFAULT_POLL,
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUTS,
+    PollPolicy,
+    RetryPolicy,
+    Timeouts,
+)
+from ._records import (
+    TERMINAL_STATUSES,
+    FineTuneEvent,
+    FineTuneJob,
+    JobStatus,
+    LRScheduler,
+    LRSchedulerArgs,
+    MultimodalParams,
+    Progress,
+    TrainingMethod,
+    TrainingType,
+)
+from ._results import CancelReport, CancelResult
+from ._retry import RetryEvent
+
+try:
+    __version__ = version("finetune-ops")
+except PackageNotFoundError:  # pragma: no cover - imported from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "DEFAULT_POLL",
+    "DEFAULT_RETRY",
+    "DEFAULT_TIMEOUTS",
+    "TERMINAL_STATUSES",
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "CancelReport",
+    "CancelResult",
+    "ConflictError",
+    "Event",
+    "FineTuneEvent",
+    "FineTuneJob",
+    "FinetuneOpsError",
+    "InternalServerError",
+    "InvalidJobIdError",
+    "InvalidResponseError",
+    "JobFinished",
+    "JobManager",
+    "JobStatus",
+    "LRScheduler",
+    "LRSchedulerArgs",
+    "MultimodalParams",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PollPolicy",
+    "Progress",
+    "RateLimitError",
+    "RetryEvent",
+    "RetryPolicy",
+    "StatusChanged",
+    "Timeouts",
+    "TrainingMethod",
+    "TrainingType",
+    "UnprocessableEntityError",
+    "WaitTimeoutError",
+    "__version__",
+]

@@ -1,0 +1,301 @@
+"""The wire format: turning Together API JSON into records and back.
+
+One private cattrs converter, built once by :func:`make_converter`, owns every
+rule about the JSON. The records in ``_records`` know nothing of it.
+
+Structuring (JSON -> records) is tolerant of what servers legitimately do and
+strict about what cannot be a job:
+
+- unknown keys are ignored at every level; missing optional keys and ``null``
+  become ``None``;
+- unknown statuses are kept as :class:`JobStatus` values (not terminal), and
+  unknown training types, methods, scheduler kinds, event types and levels are
+  kept as plain strings;
+- timestamps are ISO 8601 strings, with ``Z`` or a UTC offset, with or without
+  fractional seconds (any number of digits; beyond microseconds they are
+  truncated); a timestamp without an offset is taken as UTC. Records always hold
+  timezone-aware datetimes;
+- scalars must have their JSON type: a string where a string is expected, a
+  number where a number is expected (``true`` is not a number), a boolean where
+  a boolean is expected. The only leniency is an integral float such as
+  ``1500.0`` for an integer field;
+- a job without ``id`` or ``status``, a non-string status, a list or string where
+  an object is expected, an object or string where a list is expected, an
+  unparseable timestamp: all are errors.
+
+Errors: structuring raises only the exception types in :data:`STRUCTURE_ERRORS`,
+all plain ``Exception`` subclasses:
+
+- :class:`TypeError` when the value handed to a helper has the wrong JSON shape
+  at the top (``structure_job`` given a list, string or ``None``;
+  ``structure_jobs`` or ``structure_events`` given anything but a list);
+- :class:`cattrs.BaseValidationError` for everything found inside: in practice
+  :class:`cattrs.ClassValidationError` (inside an object) or
+  :class:`cattrs.IterableValidationError` (inside a list). Both are
+  exception groups that collect every problem (``KeyError`` for a missing
+  required key, ``TypeError`` for a wrong JSON type, ``ValueError`` for a bad
+  timestamp), and ``cattrs.transform_error(exc)`` turns them into readable
+  ``"... @ $.training_type.lora_r"`` lines;
+- with ``make_converter(detailed_validation=False)`` the same problems surface
+  as the bare :class:`KeyError`, :class:`TypeError` or :class:`ValueError`,
+  first one only. The module's own converter keeps detailed validation: it
+  costs no measurable speed here.
+
+The HTTP layer catches ``STRUCTURE_ERRORS`` and raises its own "invalid
+response" error from it.
+
+Unstructuring (records -> JSON-ready data) is the inverse and looks like the
+wire JSON: fields that are ``None`` are left out, tuples become lists, statuses
+become plain strings, datetimes become ISO 8601 strings with ``Z`` for UTC (other
+offsets are kept). For every known field, ``structure(unstructure(job)) == job``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from types import NoneType, UnionType
+from typing import Any, Final, Union, get_args, get_origin
+
+import attrs
+import cattrs
+from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
+from cattrs.gen import make_dict_structure_fn
+
+from ._records import (
+    KNOWN_STATUSES,
+    FineTuneEvent,
+    FineTuneJob,
+    JobStatus,
+)
+
+__all__ = [
+    "STRUCTURE_ERRORS",
+    "format_timestamp",
+    "make_converter",
+    "parse_timestamp",
+    "structure_events",
+    "structure_job",
+    "structure_jobs",
+    "unstructure",
+]
+
+#: Every exception type that structuring malformed data can raise.
+STRUCTURE_ERRORS: Final[tuple[type[Exception], ...]] = (
+    cattrs.BaseValidationError,
+    TypeError,
+    ValueError,
+    KeyError,
+)
+
+_Hook = Callable[[Any, Any], Any]
+
+# Known statuses are shared instances: 100,000 jobs hold ten status objects.
+_STATUS_BY_VALUE: Final[dict[str, JobStatus]] = {str(s): s for s in KNOWN_STATUSES}
+
+_SCALARS: Final[frozenset[type]] = frozenset({str, int, float, bool, NoneType})
+
+
+# --- timestamps -------------------------------------------------------------------------
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Parse an ISO 8601 timestamp into an aware datetime; no offset means UTC."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        # A lowercase "t" or "z" is valid ISO 8601 but refused by fromisoformat.
+        upper = value.upper()
+        if upper == value:
+            raise
+        try:
+            parsed = datetime.fromisoformat(upper)
+        except ValueError:
+            raise ValueError(f"invalid ISO 8601 timestamp: {value!r}") from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def format_timestamp(value: datetime) -> str:
+    """Format a datetime as ISO 8601, with ``Z`` for UTC; a naive one is taken as UTC."""
+    offset = value.utcoffset()
+    if offset is None:
+        return value.isoformat() + "Z"
+    if not offset:
+        return value.replace(tzinfo=None).isoformat() + "Z"
+    return value.isoformat()
+
+
+def _structure_timestamp(value: object, _: object) -> datetime:
+    if type(value) is not str:
+        raise TypeError(f"expected an ISO 8601 string, got {type(value).__name__}")
+    return parse_timestamp(value)
+
+
+# --- scalars ----------------------------------------------------------------------------
+
+
+def _structure_status(value: object, _: object) -> JobStatus:
+    if isinstance(value, str):
+        known = _STATUS_BY_VALUE.get(value)
+        return known if known is not None else JobStatus(value)
+    raise TypeError(f"expected a status string, got {type(value).__name__}")
+
+
+def _is_scalar_union(tp: Any) -> bool:
+    """Whether *tp* is a union of JSON scalar types only, such as ``int | str | None``."""
+    if get_origin(tp) not in (Union, UnionType):
+        return False
+    return all(arg in _SCALARS for arg in get_args(tp))
+
+
+def _scalar_hook(*members: type) -> _Hook:
+    """A structure hook that accepts values of exactly the given JSON scalar types.
+
+    ``bool`` never passes for a number. An ``int`` passes for ``float`` (as a
+    float), an integral ``float`` for ``int`` (as an int), and a ``str`` subclass
+    for ``str`` (as a plain string).
+    """
+    exact = frozenset(members)
+    wants_str = str in exact
+    wants_int = int in exact
+    wants_float = float in exact
+    expected = " or ".join("null" if m is NoneType else m.__name__ for m in members)
+
+    def structure_scalar(value: object, _: object) -> Any:
+        kind = type(value)
+        if kind in exact:
+            return value
+        if kind is int and wants_float:
+            return float(value)  # type: ignore[arg-type]
+        if kind is float and wants_int and value.is_integer():  # type: ignore[attr-defined]
+            return int(value)  # type: ignore[call-overload]
+        if wants_str and isinstance(value, str):
+            return str(value)
+        raise TypeError(f"expected {expected}, got {kind.__name__}")
+
+    return structure_scalar
+
+
+def _scalar_union_factory(tp: Any) -> _Hook:
+    return _scalar_hook(*get_args(tp))
+
+
+def _is_optional(tp: Any) -> bool:
+    """Whether *tp* is ``X | None`` for one non-scalar ``X`` (a record or an array)."""
+    if get_origin(tp) not in (Union, UnionType):
+        return False
+    args = get_args(tp)
+    return len(args) == 2 and NoneType in args and not _is_scalar_union(tp)
+
+
+def _optional_factory(tp: Any, converter: cattrs.Converter) -> _Hook:
+    """Like cattrs' own optional handling, but looks the inner hook up once, not per value."""
+    (inner_type,) = (arg for arg in get_args(tp) if arg is not NoneType)
+    inner = converter.get_structure_hook(inner_type)
+
+    def structure_optional(value: object, _: object) -> Any:
+        return None if value is None else inner(value, inner_type)
+
+    return structure_optional
+
+
+# --- containers -------------------------------------------------------------------------
+
+
+def _is_array(tp: Any) -> bool:
+    """Whether *tp* is ``list[X]`` or ``tuple[X, ...]``, which JSON sends as an array."""
+    origin = get_origin(tp)
+    if origin is list:
+        return True
+    args = get_args(tp)
+    return origin is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+def _array_factory(tp: Any, converter: cattrs.Converter) -> _Hook:
+    """Structure JSON arrays only; cattrs alone would iterate a string or an object's keys."""
+    if get_origin(tp) is tuple:
+        inner = homogenous_tuple_structure_factory(tp, converter)
+    else:
+        inner = list_structure_factory(tp, converter)
+
+    def structure_array(value: object, _: object) -> Any:
+        if type(value) is not list and not isinstance(value, list | tuple):
+            raise TypeError(f"expected an array, got {type(value).__name__}")
+        return inner(value, tp)
+
+    return structure_array
+
+
+def _record_factory(cls: Any, converter: cattrs.Converter) -> _Hook:
+    """Structure JSON objects only, through cattrs' generated function for *cls*."""
+    inner = make_dict_structure_fn(cls, converter)
+
+    def structure_record(value: object, _: object) -> Any:
+        if type(value) is not dict and not isinstance(value, Mapping):
+            raise TypeError(f"expected an object for {cls.__name__}, got {type(value).__name__}")
+        return inner(value, cls)
+
+    return structure_record
+
+
+# --- the converter ----------------------------------------------------------------------
+
+
+def make_converter(*, detailed_validation: bool = True) -> cattrs.Converter:
+    """Build a converter for the Together fine-tunes wire format.
+
+    *detailed_validation* (the default) makes errors inside objects and lists
+    :class:`cattrs.BaseValidationError` groups that say where each problem is;
+    on job payloads it costs no measurable speed. Without it, the first problem
+    is raised bare (``KeyError``, ``TypeError`` or ``ValueError``).
+    """
+    converter = cattrs.Converter(
+        omit_if_default=True,  # every optional field defaults to None: leave Nones out
+        forbid_extra_keys=False,
+        detailed_validation=detailed_validation,
+        unstruct_collection_overrides={Sequence: list},
+    )
+
+    for scalar in (str, int, float, bool):
+        converter.register_structure_hook(scalar, _scalar_hook(scalar))
+    converter.register_structure_hook_factory(_is_scalar_union, _scalar_union_factory)
+    converter.register_structure_hook(JobStatus, _structure_status)
+    converter.register_unstructure_hook(JobStatus, str)
+    converter.register_structure_hook(datetime, _structure_timestamp)
+    converter.register_unstructure_hook(datetime, format_timestamp)
+
+    converter.register_structure_hook_factory(_is_array, _array_factory)
+    converter.register_structure_hook_factory(attrs.has, _record_factory)
+    converter.register_structure_hook_factory(_is_optional, _optional_factory)
+    return converter
+
+
+_CONVERTER: Final = make_converter()
+_structure_job: Final = _CONVERTER.get_structure_hook(FineTuneJob)
+_structure_job_list: Final = _CONVERTER.get_structure_hook(list[FineTuneJob])
+_structure_event_tuple: Final = _CONVERTER.get_structure_hook(tuple[FineTuneEvent, ...])
+
+
+def structure_job(data: object) -> FineTuneJob:
+    """Build a job from a decoded JSON object (full or truncated job)."""
+    job: FineTuneJob = _structure_job(data, FineTuneJob)
+    return job
+
+
+def structure_jobs(items: object) -> list[FineTuneJob]:
+    """Build jobs from a decoded JSON array of job objects (the ``data`` of a list call)."""
+    jobs: list[FineTuneJob] = _structure_job_list(items, list[FineTuneJob])
+    return jobs
+
+
+def structure_events(data: object) -> tuple[FineTuneEvent, ...]:
+    """Build events from a decoded JSON array of event objects (the ``data`` of an events call)."""
+    events: tuple[FineTuneEvent, ...] = _structure_event_tuple(data, tuple[FineTuneEvent, ...])
+    return events
+
+
+def unstructure(obj: object) -> Any:
+    """Turn a record (or a list of records) into JSON-ready data, leaving ``None`` fields out."""
+    return _CONVERTER.unstructure(obj)

@@ -1,0 +1,80 @@
+"""Events a manager reports as it works: enough to drive a progress bar or a log.
+
+They go to the ``on_event`` callback (sync or async) and, as log records, to
+the ``finetune_ops`` logger. None of them carries the API key.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+
+import attrs
+
+from ._records import FineTuneJob, JobStatus
+from ._results import CancelResult
+from ._retry import RetryEvent
+
+__all__ = ["Emit", "Event", "JobFinished", "OnEvent", "StatusChanged", "make_emitter"]
+
+logger = logging.getLogger("finetune_ops")
+
+
+@attrs.frozen(kw_only=True)
+class StatusChanged:
+    """A job was seen in a new status (``previous`` is None the first time it is seen)."""
+
+    job_id: str
+    previous: JobStatus | None
+    job: FineTuneJob
+
+    @property
+    def status(self) -> JobStatus:
+        return self.job.status
+
+
+@attrs.frozen(kw_only=True)
+class JobFinished:
+    """A job of a batch has its result."""
+
+    result: CancelResult
+
+
+Event = RetryEvent | StatusChanged | JobFinished
+OnEvent = Callable[[Event], Awaitable[None] | None]
+Emit = Callable[[Event], Awaitable[None]]
+
+
+def _log(event: Event) -> None:
+    if isinstance(event, StatusChanged):
+        logger.debug("%s: %s -> %s", event.job_id, event.previous, event.status)
+    elif isinstance(event, JobFinished):
+        result = event.result
+        if result.ok:
+            logger.debug("%s finished: %s", result.job_id, result.status)
+        else:
+            logger.info("%s failed: %s", result.job_id, result.error)
+
+
+def make_emitter(on_event: OnEvent | None) -> Emit:
+    """An async function that logs an event and hands it to ``on_event``.
+
+    An exception from the callback is logged, not raised: a broken progress bar
+    must not lose a batch's results.
+    """
+    if on_event is not None and not callable(on_event):
+        raise TypeError("on_event must be callable")
+
+    async def emit(event: Event) -> None:
+        _log(event)
+        if on_event is None:
+            return
+        try:
+            outcome = on_event(event)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception:
+            logger.exception("the on_event callback raised on %s", type(event).__name__)
+
+    return emit

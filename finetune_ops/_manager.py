@@ -1,0 +1,235 @@
+"""JobManager: the public face for cancelling and watching fine-tuning jobs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Iterable
+from contextlib import aclosing
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from ._api import FineTunesAPI
+from ._batch import Batch
+from ._events import OnEvent, make_emitter
+from ._ids import check_job_id
+from ._policies import (
+    DEFAULT_POLL,
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUTS,
+    PollPolicy,
+    RetryPolicy,
+    Timeouts,
+    seconds,
+)
+from ._records import FineTuneEvent, FineTuneJob
+from ._results import CancelReport, CancelResult
+
+__all__ = ["JobManager"]
+
+Timeout = float | timedelta | None
+
+
+class JobManager:
+    """Cancels and watches Together AI fine-tuning jobs, one or tens of thousands at a time.
+
+    Use it as an async context manager::
+
+        async with JobManager() as jobs:
+            report = await jobs.cancel_many(ids, wait=True)
+
+    The key comes from ``api_key``, else ``TOGETHER_API_KEY``; the base URL from
+    ``base_url``, else ``TOGETHER_BASE_URL``, else the public API. Pass your own
+    ``session`` to share its connection pool; it is then never closed here.
+    ``max_concurrency`` caps HTTP requests in flight (not jobs);
+    ``max_requests_per_second`` paces them. ``on_event`` (sync or async) hears
+    retries, status changes and finished jobs.
+
+    Single-job calls raise on failure. Batch calls never raise for one job:
+    every unique id gets exactly one :class:`CancelResult`.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        max_concurrency: int = 32,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        poll: PollPolicy = DEFAULT_POLL,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        session: aiohttp.ClientSession | None = None,
+        allow_insecure_http: bool = False,
+        max_requests_per_second: float | None = None,
+        on_event: OnEvent | None = None,
+    ) -> None:
+        for name, value, cls in (
+            ("retry", retry, RetryPolicy),
+            ("poll", poll, PollPolicy),
+            ("timeouts", timeouts, Timeouts),
+        ):
+            if not isinstance(value, cls):
+                raise TypeError(f"{name} must be a {cls.__name__}, not {type(value).__name__}")
+        self._emit = make_emitter(on_event)
+        self._api = FineTunesAPI(
+            api_key=api_key,
+            base_url=base_url,
+            session=session,
+            retry=retry,
+            timeouts=timeouts,
+            max_concurrency=max_concurrency,
+            max_requests_per_second=max_requests_per_second,
+            allow_insecure_http=allow_insecure_http,
+            on_retry=self._emit,
+        )
+        self.poll = poll
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"<JobManager {state} base_url={self.base_url!r} "
+            f"max_concurrency={self.max_concurrency}>"
+        )
+
+    @property
+    def base_url(self) -> str:
+        return self._api.base_url
+
+    @property
+    def max_concurrency(self) -> int:
+        return self._api.max_concurrency
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._api.retry
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return self._api.timeouts
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def __aenter__(self) -> JobManager:
+        self._check_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the manager and its own session (a session passed in stays open)."""
+        self._closed = True
+        await self._api.aclose()
+
+    # -- single jobs: these raise ------------------------------------------------
+
+    async def cancel(
+        self, job_id: str, *, wait: bool = False, timeout: Timeout = None
+    ) -> FineTuneJob:
+        """Cancel one job and return its record; with ``wait``, once it is terminal.
+
+        A job that had already ended is returned as it is, not treated as an error.
+        Raises the job's error: NotFoundError, WaitTimeoutError, and so on.
+        """
+        return await self._one(job_id, cancel=True, wait=wait, timeout=timeout)
+
+    async def wait(self, job_id: str, *, timeout: Timeout = None) -> FineTuneJob:
+        """Return the job once it is terminal; WaitTimeoutError (with ``.job``) if not in time.
+
+        ``timeout`` defaults to the poll policy's.
+        """
+        return await self._one(job_id, cancel=False, wait=True, timeout=timeout)
+
+    async def retrieve(self, job_id: str) -> FineTuneJob:
+        """The job's full record."""
+        self._check_open()
+        return await self._api.retrieve(job_id)
+
+    async def list(self) -> list[FineTuneJob]:
+        """Every job of the account."""
+        self._check_open()
+        return await self._api.list()
+
+    async def events(self, job_id: str) -> tuple[FineTuneEvent, ...]:
+        """The job's events, oldest first."""
+        self._check_open()
+        return await self._api.events(job_id)
+
+    async def create(self, *, model: str, training_file: str, **params: Any) -> FineTuneJob:
+        """Start a fine-tuning job (never retried, so that a lost answer cannot start two)."""
+        self._check_open()
+        return await self._api.create(model=model, training_file=training_file, **params)
+
+    # -- batches: one result per job, never raising for one job -------------------
+
+    async def cancel_many(
+        self, job_ids: Iterable[str], *, wait: bool = False, timeout: Timeout = None
+    ) -> CancelReport:
+        """Cancel every job; with ``wait``, until each is terminal. Results in input order."""
+        return await self._report(self._batch(job_ids, cancel=True, wait=wait, timeout=timeout))
+
+    async def wait_many(self, job_ids: Iterable[str], *, timeout: Timeout = None) -> CancelReport:
+        """Wait until every job is terminal, cancelling none. Results in input order."""
+        return await self._report(self._batch(job_ids, cancel=False, wait=True, timeout=timeout))
+
+    def cancel_iter(
+        self, job_ids: Iterable[str], *, wait: bool = False, timeout: Timeout = None
+    ) -> AsyncGenerator[CancelResult, None]:
+        """Cancel every job, yielding each result as it completes.
+
+        Invalid ids are checked before anything is sent and come out first. Leaving
+        the loop early stops all work of the batch; wrap the iterator in
+        :func:`contextlib.aclosing` to have that happen before the next line runs.
+        """
+        return self._batch(job_ids, cancel=True, wait=wait, timeout=timeout).run()
+
+    # -- plumbing ----------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this JobManager is closed; create a new one")
+
+    def _timeout(self, timeout: Timeout) -> float:
+        value = self.poll.timeout if timeout is None else seconds(timeout)
+        if value < 0:
+            raise ValueError(f"timeout must be >= 0, got {value!r}")
+        return value
+
+    def _batch(
+        self, job_ids: Iterable[object], *, cancel: bool, wait: bool, timeout: Timeout
+    ) -> Batch:
+        self._check_open()
+        return Batch(
+            self._api,
+            self.poll,
+            job_ids,
+            cancel=cancel,
+            wait=wait,
+            timeout=self._timeout(timeout),
+            emit=self._emit,
+        )
+
+    @staticmethod
+    async def _report(batch: Batch) -> CancelReport:
+        async with aclosing(batch.run()) as results:
+            by_id = {result.job_id: result async for result in results}
+        return CancelReport(tuple(by_id[key] for key in batch.order))
+
+    async def _one(self, job_id: str, *, cancel: bool, wait: bool, timeout: Timeout) -> FineTuneJob:
+        check_job_id(job_id)
+        batch = self._batch([job_id], cancel=cancel, wait=wait, timeout=timeout)
+        async with aclosing(batch.run()) as results:
+            result = await anext(results)
+        if result.error is not None:
+            raise result.error
+        assert result.job is not None
+        return result.job

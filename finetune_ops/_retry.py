@@ -1,0 +1,121 @@
+"""Retrying one HTTP request: tenacity underneath, our RetryPolicy on top.
+
+Users never see tenacity's types. The wait between tries is the server's hint
+when it gave one, else exponential backoff with jitter. A hint that would not
+fit in what is left of the deadline stops the retrying at once, so the caller
+gets the RateLimitError (with ``retry_after``) instead of an early retry.
+``asyncio.CancelledError`` is never retried: it is not one of our errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import attrs
+import tenacity
+
+from ._errors import APIConnectionError, APIStatusError, FinetuneOpsError
+from ._policies import RetryPolicy
+
+__all__ = ["RetryEvent", "Sleep", "is_retryable", "retrying"]
+
+logger = logging.getLogger("finetune_ops")
+
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@attrs.frozen(kw_only=True)
+class RetryEvent:
+    """A failed try that will be tried again after ``wait`` seconds.
+
+    ``attempt`` is the number of the try that failed (1 for the first).
+    """
+
+    job_id: str | None
+    endpoint: str
+    attempt: int
+    wait: float
+    cause: FinetuneOpsError
+
+
+def is_retryable(error: BaseException, policy: RetryPolicy) -> bool:
+    """Whether ``error`` is worth another try under ``policy``."""
+    if isinstance(error, APIConnectionError):
+        return True
+    if isinstance(error, APIStatusError):
+        if error.should_retry is not None:
+            return error.should_retry
+        return error.status_code in policy.retry_statuses
+    return False  # CancelledError, our other errors, and bugs
+
+
+class _HintOrBackoff(tenacity.wait.wait_base):
+    def __init__(self, policy: RetryPolicy, rng: random.Random) -> None:
+        self._policy = policy
+        self._rng = rng
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        hint = getattr(error, "retry_after", None)
+        if hint is not None:
+            return float(hint)
+        wait = self._policy.backoff(retry_state.attempt_number)
+        if self._policy.wait_jitter:
+            wait += self._rng.uniform(0.0, self._policy.wait_jitter)
+        return wait
+
+
+_rng = random.Random()
+
+
+async def retrying(
+    attempt: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    endpoint: str,
+    job_id: str | None = None,
+    on_retry: Callable[[RetryEvent], Awaitable[None]] | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> T:
+    """Await ``attempt()`` until it succeeds or ``policy`` says stop; raise the last error."""
+
+    async def before_sleep(state: tenacity.RetryCallState) -> None:
+        outcome = state.outcome
+        assert outcome is not None
+        assert state.next_action is not None
+        cause = outcome.exception()
+        assert isinstance(cause, FinetuneOpsError)
+        event = RetryEvent(
+            job_id=job_id,
+            endpoint=endpoint,
+            attempt=state.attempt_number,
+            wait=state.next_action.sleep,
+            cause=cause,
+        )
+        logger.info(
+            "retrying %s%s after try %d failed (%s); waiting %.3fs",
+            endpoint,
+            f" for {job_id}" if job_id else "",
+            event.attempt,
+            type(cause).__name__,
+            event.wait,
+        )
+        if on_retry is not None:
+            await on_retry(event)
+
+    retryer = tenacity.AsyncRetrying(
+        stop=tenacity.stop_after_attempt(policy.attempts)
+        | tenacity.stop_before_delay(policy.deadline),
+        wait=_HintOrBackoff(policy, _rng),
+        retry=tenacity.retry_if_exception(lambda error: is_retryable(error, policy)),
+        before_sleep=before_sleep,
+        reraise=True,
+        sleep=sleep,
+    )
+    return await retryer(attempt)

@@ -1,0 +1,213 @@
+"""`Simulator`: the simulated fine-tunes API as one object to configure, serve and inspect."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from functools import cached_property
+from typing import Any
+
+from aiohttp import web
+
+from ._app import Service
+from ._clock import Clock, ManualClock, RealClock
+from ._faults import ENDPOINTS, FaultInjector, FaultKind, FaultPlan, FaultRecord
+from ._lifecycle import Lifecycle
+from ._server import serve_app
+from ._store import Job, JobStore
+
+#: What `add_jobs` preloads by default: the statuses a cancel still has work to do on.
+ACTIVE_STATUSES: tuple[str, ...] = ("pending", "queued", "running")
+
+
+class Simulator:
+    """A simulated Together fine-tunes API.
+
+    Jobs live in memory and move through their lifecycle as `clock` advances
+    (read lazily: nothing runs in the background). `faults` decides which
+    requests fail and how; `inject()` queues faults for the next requests.
+    With `api_key` set, requests must carry `Authorization: Bearer <api_key>`;
+    with None, any or no key is accepted. `seed` makes ids and job settings
+    repeat from run to run.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        clock: Clock | None = None,
+        lifecycle: Lifecycle | None = None,
+        faults: FaultPlan | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.clock: Clock = RealClock() if clock is None else clock
+        self.lifecycle = Lifecycle() if lifecycle is None else lifecycle
+        self.seed = seed
+        self.counters: Counter[str] = Counter(dict.fromkeys(ENDPOINTS, 0))
+        #: "http://host:port/v1" while `serve()` is running, else None.
+        self.base_url: str | None = None
+        self._store = JobStore(self.clock, self.lifecycle, seed)
+        self._faults = FaultInjector(FaultPlan() if faults is None else faults)
+        self._service = Service(self._store, self._faults, self.counters, api_key)
+        self._requires_key = api_key is not None
+        self._serving = False
+
+    def __repr__(self) -> str:
+        # The key is a secret even in a simulator: say only whether one is needed.
+        return (
+            f"<Simulator jobs={len(self._store)} auth={'key' if self._requires_key else 'none'}"
+            f" base_url={self.base_url!r}>"
+        )
+
+    # -- configuration --------------------------------------------------------
+
+    @property
+    def faults(self) -> FaultPlan:
+        """The random fault plan in force."""
+        return self._faults.plan
+
+    @faults.setter
+    def faults(self, plan: FaultPlan) -> None:
+        # Replacing the plan restarts its random sequence from the plan's seed.
+        self._faults.plan = plan
+        self._faults.reseed()
+
+    def inject(self, kind: FaultKind | str, *, endpoint: str | None = None, times: int = 1) -> None:
+        """Give the next `times` requests to `endpoint` (any, if None) the fault `kind`.
+
+        Scripted faults come before the random plan's, in the order queued.
+        `endpoint` is one of "create", "list", "retrieve", "cancel", "events".
+        """
+        self._faults.inject(kind, endpoint=endpoint, times=times)
+
+    def clear_faults(self) -> None:
+        """Drop scripted faults that have not struck yet."""
+        self._faults.clear()
+
+    def advance(self, seconds: float) -> None:
+        """Move a `ManualClock` forward; a shortcut for `sim.clock.advance(seconds)`."""
+        if not isinstance(self.clock, ManualClock):
+            raise TypeError("advance() needs a ManualClock; this simulator follows real time")
+        self.clock.advance(seconds)
+
+    # -- jobs -------------------------------------------------------------------
+
+    def add_job(
+        self,
+        status: str = "running",
+        *,
+        model: str | None = None,
+        training_file: str | None = None,
+        **fields: Any,
+    ) -> str:
+        """Add a job that is already in `status` and return its id.
+
+        Any status string works: the lifecycle statuses move on by themselves,
+        terminal ones ("completed", "cancelled", "error", "user_error") stay,
+        and unknown ones (say "paused") stay as they are. `fields` replace
+        settings of the job's JSON (e.g. `n_epochs=3`, `suffix="x"`).
+        """
+        if not isinstance(status, str) or not status:
+            raise ValueError("status must be a non-empty string")
+        if model is not None:
+            fields["model"] = model
+        if training_file is not None:
+            fields["training_file"] = training_file
+        return self._store.add(status, fields).id
+
+    def add_jobs(self, n: int, statuses: Sequence[str] = ACTIVE_STATUSES) -> list[str]:
+        """Add `n` jobs whose statuses cycle through `statuses`; return their ids in order."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n!r}")
+        if isinstance(statuses, str) or not statuses or not all(statuses):
+            raise ValueError("statuses must be a non-empty sequence of status strings")
+        return self._store.add_many(n, tuple(statuses))
+
+    def set_status(self, job_id: str, status: str) -> None:
+        """Move a job to `status` now, e.g. to make it fail with "error"."""
+        if not isinstance(status, str) or not status:
+            raise ValueError("status must be a non-empty string")
+        self._store.set_status(self._job(job_id), status)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """The job as retrieve would return it now (a copy: changing it changes nothing)."""
+        result: dict[str, Any] = json.loads(json.dumps(self._store.full(self._job(job_id))))
+        return result
+
+    def status(self, job_id: str) -> str:
+        """The job's status now."""
+        return self._job(job_id).status
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's events as the events endpoint would return them now."""
+        return self._store.events(self._job(job_id))
+
+    def job_ids(self) -> list[str]:
+        """Every job's id, oldest first."""
+        return list(self._store)
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def _job(self, job_id: str) -> Job:
+        job = self._store.get(job_id)
+        if job is None:
+            raise KeyError(job_id)
+        return job
+
+    # -- inspection -------------------------------------------------------------
+
+    @property
+    def total_requests(self) -> int:
+        """Requests that reached an endpoint, whatever their outcome."""
+        return sum(self.counters.values())
+
+    def reset_counters(self) -> None:
+        """Set every endpoint's request count back to zero (the fault log stays)."""
+        for name in ENDPOINTS:
+            self.counters[name] = 0
+
+    @property
+    def fault_log(self) -> list[FaultRecord]:
+        """Every fault injected so far, oldest first: (endpoint, kind, job id or None)."""
+        return self._faults.log
+
+    # -- serving ----------------------------------------------------------------
+
+    @cached_property
+    def app(self) -> web.Application:
+        """An aiohttp application serving the API under /v1, for your own runner."""
+        return self._service.make_app()
+
+    def make_app(self) -> web.Application:
+        """A new application on the same jobs (each one binds to one event loop)."""
+        return self._service.make_app()
+
+    @contextlib.asynccontextmanager
+    async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+        """Serve over TCP (port 0 picks a free one) and yield the base URL, ".../v1".
+
+        On exit, requests held by HANG or a delay are let go and the server shuts
+        down; open client connections are closed.
+        """
+        if self._serving:
+            raise RuntimeError("this simulator is already being served")
+        self._serving = True
+        # An asyncio.Event binds to the loop that first waits on it: one per run.
+        release = self._service.release = asyncio.Event()
+
+        async def release_held_requests(app: web.Application) -> None:
+            release.set()
+
+        app = self.make_app()
+        app.on_shutdown.append(release_held_requests)
+        try:
+            async with serve_app(app, host, port) as root:
+                self.base_url = f"{root}/v1"
+                yield self.base_url
+        finally:
+            self.base_url = None
+            self._serving = False

@@ -1,0 +1,37 @@
+"""Leak guards for every test: no task left behind, no loop error logged, no warning."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest_asyncio
+
+pytest_plugins = ["pytester"]
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _no_leaks() -> AsyncIterator[None]:
+    """Fail a test that leaves a task running or makes the loop report an error.
+
+    "Task was destroyed but it is pending" and "Task exception was never
+    retrieved" are log records, not warnings, so the loop's exception handler is
+    watched as well.
+    """
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    yield
+    for _ in range(3):  # let callbacks scheduled by closing transports run
+        await asyncio.sleep(0)
+    gc.collect()
+    leftover = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in leftover:
+        task.cancel()
+    if leftover:
+        await asyncio.gather(*leftover, return_exceptions=True)
+    loop.set_exception_handler(None)
+    assert not leftover, f"tasks outlived the test: {leftover}"
+    assert not reported, f"the event loop reported errors: {[c.get('message') for c in reported]}"

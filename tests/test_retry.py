@@ -1,0 +1,214 @@
+"""Retrying under a RetryPolicy, and the manager-wide request gate, on a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from finetune_ops import (
+    APIConnectionError,
+    APITimeoutError,
+    FinetuneOpsError,
+    InvalidResponseError,
+    RateLimitError,
+    RetryPolicy,
+)
+from finetune_ops._errors import status_error
+from finetune_ops._gate import RequestGate
+from finetune_ops._retry import RetryEvent, is_retryable, retrying
+
+NO_JITTER = RetryPolicy(wait_jitter=0)
+
+
+class Script:
+    """An attempt function that raises the scripted errors, then returns "ok"."""
+
+    def __init__(self, *errors: BaseException) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "ok"
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (APIConnectionError("reset"), True),
+        (APITimeoutError("late"), True),
+        (InvalidResponseError("truncated"), True),
+        (status_error(408, "x"), True),
+        (status_error(409, "x"), True),
+        (status_error(429, "x"), True),
+        (status_error(500, "x"), True),
+        (status_error(502, "x"), True),
+        (status_error(503, "x"), True),
+        (status_error(504, "x"), True),
+        (status_error(400, "x"), False),
+        (status_error(401, "x"), False),
+        (status_error(403, "x"), False),
+        (status_error(404, "x"), False),
+        (status_error(422, "x"), False),
+        (status_error(501, "x"), False),
+        (status_error(500, "x", should_retry=False), False),
+        (status_error(400, "x", should_retry=True), True),
+        (asyncio.CancelledError(), False),
+        (KeyError("bug"), False),
+    ],
+)
+def test_what_is_retried(error: BaseException, expected: bool) -> None:
+    """The documented retry set, x-should-retry honoured, CancelledError and bugs never."""
+    assert is_retryable(error, RetryPolicy()) is expected
+
+
+async def test_backoff_then_success() -> None:
+    """Transient failures are retried with exponential waits until the call succeeds."""
+    attempt = Script(status_error(503, "busy"), APIConnectionError("reset"))
+    sleeps = Sleeps()
+    events: list[RetryEvent] = []
+
+    async def on_retry(event: RetryEvent) -> None:
+        events.append(event)
+
+    result = await retrying(
+        attempt, NO_JITTER, endpoint="cancel", job_id="ft-a", on_retry=on_retry, sleep=sleeps
+    )
+    assert result == "ok"
+    assert attempt.calls == 3
+    assert sleeps.waits == [0.5, 1.0]
+    assert [(e.attempt, e.wait, type(e.cause).__name__) for e in events] == [
+        (1, 0.5, "InternalServerError"),
+        (2, 1.0, "APIConnectionError"),
+    ]
+    assert events[0].job_id == "ft-a"
+
+
+async def test_jitter_is_bounded() -> None:
+    """Jitter adds at most wait_jitter seconds."""
+    attempt = Script(*(status_error(500, "x") for _ in range(5)))
+    sleeps = Sleeps()
+    await retrying(attempt, RetryPolicy(wait_jitter=0.25), endpoint="list", sleep=sleeps)
+    for wait, base in zip(sleeps.waits, [0.5, 1, 2, 4, 8], strict=True):
+        assert base <= wait <= base + 0.25
+
+
+async def test_gives_up_after_attempts() -> None:
+    """After the last attempt the last error is raised as is, not wrapped."""
+    last = status_error(502, "last")
+    attempt = Script(status_error(500, "first"), status_error(503, "second"), last)
+    with pytest.raises(FinetuneOpsError) as info:
+        await retrying(attempt, RetryPolicy(attempts=3), endpoint="x", sleep=Sleeps())
+    assert info.value is last
+    assert attempt.calls == 3
+
+
+async def test_not_retried_errors_raise_at_once() -> None:
+    """A 404 is final."""
+    attempt = Script(status_error(404, "gone"))
+    sleeps = Sleeps()
+    with pytest.raises(FinetuneOpsError, match="gone"):
+        await retrying(attempt, RetryPolicy(), endpoint="x", sleep=sleeps)
+    assert attempt.calls == 1
+    assert sleeps.waits == []
+
+
+async def test_server_hint_replaces_backoff() -> None:
+    """A Retry-After hint is the wait, whatever the backoff would have been."""
+    attempt = Script(status_error(429, "slow", retry_after=3.0), status_error(503, "x"))
+    sleeps = Sleeps()
+    await retrying(attempt, NO_JITTER, endpoint="x", sleep=sleeps)
+    assert sleeps.waits == [3.0, 1.0]
+
+
+async def test_hint_beyond_deadline_surfaces_rate_limit() -> None:
+    """A hint longer than the deadline allows raises RateLimitError at once, with the hint."""
+    attempt = Script(status_error(429, "slow", retry_after=120.0))
+    sleeps = Sleeps()
+    with pytest.raises(RateLimitError) as info:
+        await retrying(attempt, RetryPolicy(deadline=60), endpoint="x", sleep=sleeps)
+    assert info.value.retry_after == 120.0
+    assert attempt.calls == 1
+    assert sleeps.waits == []
+
+
+async def test_huge_hint_does_not_overflow() -> None:
+    """A hint from the year 9999 is refused by the deadline, not by an overflow."""
+    attempt = Script(status_error(429, "slow", retry_after=2.5e11))
+    with pytest.raises(RateLimitError):
+        await retrying(attempt, RetryPolicy(), endpoint="x", sleep=Sleeps())
+
+
+async def test_cancelled_error_is_never_retried() -> None:
+    """CancelledError from an attempt propagates at once."""
+    attempt = Script(asyncio.CancelledError())
+    with pytest.raises(asyncio.CancelledError):
+        await retrying(attempt, RetryPolicy(), endpoint="x", sleep=Sleeps())
+    assert attempt.calls == 1
+
+
+async def test_cancel_during_backoff_sleep_stops_at_once() -> None:
+    """Cancelling the caller during a long wait ends it and sends nothing more."""
+    attempt = Script(status_error(429, "slow", retry_after=30.0))
+    task = asyncio.create_task(retrying(attempt, RetryPolicy(), endpoint="x"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert attempt.calls == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert attempt.calls == 1
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+async def test_gate_paces_to_rate_with_burst() -> None:
+    """With a rate of 10/s and a burst of 2, the third request waits 0.1 s, the fourth 0.2 s."""
+    clock = FakeClock()
+    gate = RequestGate(10, burst=2, clock=clock, sleep=clock.sleep)
+    starts = []
+    for _ in range(4):
+        await gate.wait()
+        starts.append(round(clock.now - 100.0, 6))
+    assert starts == [0.0, 0.0, 0.1, 0.2]
+
+
+async def test_gate_pause_holds_everyone() -> None:
+    """A shared pause holds every request until it ends; a shorter pause does not shorten it."""
+    clock = FakeClock()
+    gate = RequestGate(clock=clock, sleep=clock.sleep)
+    gate.pause(2.0)
+    gate.pause(1.0)
+    assert gate.paused_for == 2.0
+    await gate.wait()
+    assert clock.now == 102.0
+    assert gate.paused_for == 0.0
+
+
+def test_gate_refuses_bad_rates() -> None:
+    """A rate must be a positive finite number."""
+    for rate in (0, -1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="max_requests_per_second"):
+            RequestGate(rate)
