@@ -3,7 +3,8 @@
 Everything public is imported from here; the modules behind it are private.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from ._errors import (
     APIConnectionError,
@@ -48,8 +49,8 @@ from ._results import CancelReport, CancelResult
 from ._retry import RetryEvent
 
 try:
-    __version__ = version("finetune-ops")
-except PackageNotFoundError:  # pragma: no cover - imported from a source tree
+    __version__ = _version("finetune-ops")
+except _PackageNotFoundError:  # pragma: no cover - imported from a source tree
     __version__ = "0+unknown"
 
 __all__ = [

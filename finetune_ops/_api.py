@@ -211,8 +211,10 @@ class FineTunesAPI:
         url = self.base_url + path
 
         async def attempt() -> Any:
-            await self.gate.wait()
             async with self._slots:
+                # The gate is passed holding a slot, so that nothing queued on the
+                # slots can slip out during a rate-limit pause.
+                await self.gate.wait()
                 if stats is not None:
                     stats.attempts += 1
                 return await self._send(session, method, url, body)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -84,6 +85,22 @@ async def retrying(
     sleep: Sleep = asyncio.sleep,
 ) -> T:
     """Await ``attempt()`` until it succeeds or ``policy`` says stop; raise the last error."""
+    # Most calls succeed at once: tenacity is only set up after a retryable failure,
+    # which it is then shown again as its own first attempt.
+    started = time.monotonic()
+    try:
+        return await attempt()
+    except FinetuneOpsError as error:
+        if policy.attempts == 1 or not is_retryable(error, policy):
+            raise
+        first_error: FinetuneOpsError | None = error
+
+    async def replay_then_attempt() -> T:
+        nonlocal first_error
+        if first_error is not None:
+            error, first_error = first_error, None
+            raise error
+        return await attempt()
 
     async def before_sleep(state: tenacity.RetryCallState) -> None:
         outcome = state.outcome
@@ -111,11 +128,11 @@ async def retrying(
 
     retryer = tenacity.AsyncRetrying(
         stop=tenacity.stop_after_attempt(policy.attempts)
-        | tenacity.stop_before_delay(policy.deadline),
+        | tenacity.stop_before_delay(policy.deadline - (time.monotonic() - started)),
         wait=_HintOrBackoff(policy, _rng),
         retry=tenacity.retry_if_exception(lambda error: is_retryable(error, policy)),
         before_sleep=before_sleep,
         reraise=True,
         sleep=sleep,
     )
-    return await retryer(attempt)
+    return await retryer(replay_then_attempt)

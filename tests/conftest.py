@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest_asyncio
 
-pytest_plugins = ["pytester"]
+pytest_plugins = ["pytester", "finetune_ops.testing.pytest_plugin"]
 
 
 @pytest_asyncio.fixture(autouse=True)

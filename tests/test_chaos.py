@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from finetune_ops import FinetuneOpsError, JobManager, PollPolicy, RetryPolicy, Timeouts
-from finetune_ops.testing import FaultKind, FaultPlan, Lifecycle, Simulator
+from finetune_ops.testing import FaultKind, FaultPlan, Lifecycle, RateLimit, Simulator
 
 FAST_RETRY = RetryPolicy(wait_initial=0.0, wait_max=0.0, wait_jitter=0.0, attempts=8)
 
@@ -48,3 +48,19 @@ async def test_two_thousand_jobs_under_every_fault() -> None:
     # Every request the simulator saw for a job is an attempt some result counted.
     per_job = sum(result.attempts for result in report)
     assert per_job == sim.counters["cancel"] + sim.counters["retrieve"]
+
+
+async def test_rate_limit_storm_costs_few_extra_requests() -> None:
+    """Under a server rate limit, total requests stay close to the number of jobs.
+
+    The limit admits 60 requests per 0.2 s window, so cancelling 400 jobs makes
+    a 429 storm. Each 429 carries the wait until the window resets, and the
+    manager holds every new request for it instead of retrying job by job.
+    """
+    sim = Simulator(rate_limit=RateLimit(requests=60, per=0.2))
+    ids = sim.add_jobs(400)
+    async with sim.serve() as url, JobManager(base_url=url, max_concurrency=16) as jobs:
+        report = await jobs.cancel_many(ids)
+    assert report.all_ok
+    assert sim.rate_limited > 0  # the storm happened
+    assert sim.counters["cancel"] <= 1.15 * len(ids)

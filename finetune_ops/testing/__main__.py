@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 from collections.abc import Sequence
 
 from ._faults import DEFAULT_KINDS, FaultKind, FaultPlan
 from ._lifecycle import Lifecycle
+from ._ratelimit import RateLimit
 from ._simulator import Simulator
 
 
@@ -47,6 +49,16 @@ def _parser() -> argparse.ArgumentParser:
         "--latency", type=float, default=0.0, help="seconds of delay added to every request"
     )
     parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="admit N requests per --rate-window; refuse the rest with 429 (default: no limit)",
+    )
+    parser.add_argument(
+        "--rate-window", type=float, default=1.0, help="seconds per rate-limit window"
+    )
+    parser.add_argument(
         "--cancel-delay",
         type=float,
         default=Lifecycle().cancel_delay,
@@ -67,6 +79,9 @@ def _simulator(args: argparse.Namespace) -> Simulator:
         api_key=args.api_key,
         lifecycle=Lifecycle(cancel_delay=args.cancel_delay),
         faults=FaultPlan(rate=args.fault_rate, kinds=kinds, seed=args.seed, latency=args.latency),
+        rate_limit=None
+        if args.rate_limit is None
+        else RateLimit(requests=args.rate_limit, per=args.rate_window),
         seed=args.seed,
     )
     sim.add_jobs(args.jobs)
@@ -76,8 +91,12 @@ def _simulator(args: argparse.Namespace) -> Simulator:
 async def _serve(sim: Simulator, host: str, port: int, *, keyed: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        # Not available on Windows, where Ctrl-C arrives as KeyboardInterrupt instead.
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+            handled.append(signum)
     try:
         async with sim.serve(host, port) as base_url:
             # The key itself is never printed; only whether one is needed.
@@ -86,7 +105,7 @@ async def _serve(sim: Simulator, host: str, port: int, *, keyed: bool) -> None:
             print(f"export TOGETHER_BASE_URL={base_url}", flush=True)
             await stop.wait()
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in handled:
             loop.remove_signal_handler(signum)
 
 
@@ -100,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     try:
         asyncio.run(_serve(sim, args.host, args.port, keyed=args.api_key is not None))
+    except KeyboardInterrupt:
+        pass  # asyncio.run has already shut the server down
     except OSError as exc:
         print(f"error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

@@ -17,7 +17,15 @@ from aiohttp import web
 
 from ._faults import BEFORE_EFFECT, FaultInjector, FaultKind
 from ._jobs import RequestError, parse_create
-from ._responses import JSON_TYPE, error_response, fault_response, json_response, truncate
+from ._ratelimit import RateLimiter
+from ._responses import (
+    JSON_TYPE,
+    error_response,
+    fault_response,
+    json_response,
+    rate_limited,
+    truncate,
+)
 from ._store import JobStore
 
 Operation = Callable[[web.Request], Awaitable[web.Response]]
@@ -35,8 +43,10 @@ class Service:
         faults: FaultInjector,
         counters: Counter[str],
         api_key: str | None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.store = store
+        self.limiter = limiter
         self.faults = faults
         self.counters = counters
         self._expected = None if api_key is None else f"Bearer {api_key}".encode()
@@ -71,6 +81,8 @@ class Service:
                 await self._pause(plan.latency)
             if self._expected is not None and not self._authorized(request):
                 return _unauthorized(request)
+            if self.limiter is not None and (wait := self.limiter.admit()) is not None:
+                return rate_limited(wait)
             kind = self.faults.draw(name, request.match_info.get("id"))
             if kind is None:
                 return await operation(request)
@@ -179,8 +191,11 @@ async def _reset(request: web.Request, status: int, body: bytes) -> web.StreamRe
     response = web.StreamResponse(status=status)
     response.content_type = JSON_TYPE
     response.content_length = len(body)
-    await response.prepare(request)
-    await response.write(body[: len(body) // 2])
+    try:
+        await response.prepare(request)
+        await response.write(body[: len(body) // 2])
+    except ConnectionError:
+        return response  # the client left first: nothing left to reset
     transport = request.transport
     if transport is not None:
         # Let the partial body leave before the reset discards what is still buffered.

@@ -99,22 +99,27 @@ def epoch_of(clock: Clock) -> datetime:
 class TimestampFormatter:
     """Turns clock seconds into `2026-01-01T00:00:00.000Z` strings.
 
-    Many jobs share a timestamp (a batch preloaded at one instant), so the last
-    result is remembered: formatting is the expensive part of building a job.
+    Jobs share few distinct instants (a batch preloaded at once, transitions
+    due together), and formatting is the expensive part of rendering a job, so
+    recent results are remembered.
     """
 
-    __slots__ = ("_epoch", "_last_ms", "_last_text")
+    __slots__ = ("_cache", "_epoch")
+
+    _CACHE_LIMIT = 4096
 
     def __init__(self, epoch: datetime) -> None:
         # Naive UTC keeps isoformat() free of an offset we would strip again.
         self._epoch = _checked_epoch(epoch).replace(tzinfo=None)
-        self._last_ms: int | None = None
-        self._last_text = ""
+        self._cache: dict[int, str] = {}
 
     def __call__(self, seconds: float) -> str:
         ms = round(seconds * 1000)
-        if ms != self._last_ms:
+        text = self._cache.get(ms)
+        if text is None:
             moment = self._epoch + timedelta(milliseconds=ms)
-            self._last_text = moment.isoformat(timespec="milliseconds") + "Z"
-            self._last_ms = ms
-        return self._last_text
+            text = moment.isoformat(timespec="milliseconds") + "Z"
+            if len(self._cache) >= self._CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[ms] = text
+        return text

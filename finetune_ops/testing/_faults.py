@@ -25,7 +25,18 @@ ENDPOINTS: tuple[str, ...] = ("create", "list", "retrieve", "cancel", "events")
 
 
 class FaultKind(enum.StrEnum):
-    """One way a request can go wrong."""
+    """One way a request can go wrong.
+
+    LATENCY: `FaultPlan.spike` seconds of delay, then the normal response.
+    RATE_LIMIT_SECONDS / _DATE / _MS / _NO_HINT: 429 with `Retry-After: <seconds>`
+    (may be fractional), `Retry-After: <HTTP date>`, `retry-after-ms: <ms>`, or
+    no hint at all. SERVER_ERROR_500, BAD_GATEWAY_502, UNAVAILABLE_503,
+    GATEWAY_TIMEOUT_504: that status with a JSON error body. HTML_PAGE: a 502
+    proxy page in text/html. EMPTY_BODY: a 503 with no body at all. RESET: the
+    headers and half the body, then a TCP reset. TRUNCATED_JSON: a 200 whose
+    Content-Length matches a JSON body cut in half. HANG: no answer until the
+    client gives up or the server stops.
+    """
 
     LATENCY = "latency"
     RATE_LIMIT_SECONDS = "rate_limit_seconds"

@@ -113,6 +113,13 @@ def _rate_limited() -> web.Response:
     return error_response(429, _RATE_LIMITED, "rate_limit_error", code="rate_limit_exceeded")
 
 
+def rate_limited(wait: float) -> web.Response:
+    """The 429 of the rate limit, hinting the wait until its window resets."""
+    response = _rate_limited()
+    response.headers["Retry-After"] = format_seconds(wait)
+    return response
+
+
 def truncate(body: bytes) -> bytes:
     """A proper prefix of a JSON document, which is never itself valid JSON here.
 

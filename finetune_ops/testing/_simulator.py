@@ -16,6 +16,7 @@ from ._app import Service
 from ._clock import Clock, ManualClock, RealClock
 from ._faults import ENDPOINTS, FaultInjector, FaultKind, FaultPlan, FaultRecord
 from ._lifecycle import Lifecycle
+from ._ratelimit import RateLimit, RateLimiter
 from ._server import serve_app
 from ._store import Job, JobStore
 
@@ -29,6 +30,8 @@ class Simulator:
     Jobs live in memory and move through their lifecycle as `clock` advances
     (read lazily: nothing runs in the background). `faults` decides which
     requests fail and how; `inject()` queues faults for the next requests.
+    `rate_limit` refuses requests over a per-window budget with a 429 whose
+    `Retry-After` is the time until the window resets.
     With `api_key` set, requests must carry `Authorization: Bearer <api_key>`;
     with None, any or no key is accepted. `seed` makes ids and job settings
     repeat from run to run.
@@ -41,17 +44,19 @@ class Simulator:
         clock: Clock | None = None,
         lifecycle: Lifecycle | None = None,
         faults: FaultPlan | None = None,
+        rate_limit: RateLimit | None = None,
         seed: int = 0,
     ) -> None:
-        self.clock: Clock = RealClock() if clock is None else clock
-        self.lifecycle = Lifecycle() if lifecycle is None else lifecycle
-        self.seed = seed
+        self._clock: Clock = RealClock() if clock is None else clock
+        self._lifecycle = Lifecycle() if lifecycle is None else lifecycle
+        self._seed = seed
         self.counters: Counter[str] = Counter(dict.fromkeys(ENDPOINTS, 0))
         #: "http://host:port/v1" while `serve()` is running, else None.
         self.base_url: str | None = None
-        self._store = JobStore(self.clock, self.lifecycle, seed)
+        self._store = JobStore(self._clock, self._lifecycle, seed)
         self._faults = FaultInjector(FaultPlan() if faults is None else faults)
-        self._service = Service(self._store, self._faults, self.counters, api_key)
+        self._limiter = None if rate_limit is None else RateLimiter(rate_limit)
+        self._service = Service(self._store, self._faults, self.counters, api_key, self._limiter)
         self._requires_key = api_key is not None
         self._serving = False
 
@@ -63,6 +68,21 @@ class Simulator:
         )
 
     # -- configuration --------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the jobs' lifecycle follows."""
+        return self._clock
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        """How long jobs spend in each status."""
+        return self._lifecycle
+
+    @property
+    def seed(self) -> int:
+        """The seed of job ids and settings."""
+        return self._seed
 
     @property
     def faults(self) -> FaultPlan:
@@ -89,9 +109,9 @@ class Simulator:
 
     def advance(self, seconds: float) -> None:
         """Move a `ManualClock` forward; a shortcut for `sim.clock.advance(seconds)`."""
-        if not isinstance(self.clock, ManualClock):
+        if not isinstance(self._clock, ManualClock):
             raise TypeError("advance() needs a ManualClock; this simulator follows real time")
-        self.clock.advance(seconds)
+        self._clock.advance(seconds)
 
     # -- jobs -------------------------------------------------------------------
 
@@ -165,6 +185,11 @@ class Simulator:
         """Requests that reached an endpoint, whatever their outcome."""
         return sum(self.counters.values())
 
+    @property
+    def rate_limited(self) -> int:
+        """How many requests the rate limit refused."""
+        return 0 if self._limiter is None else self._limiter.refused
+
     def reset_counters(self) -> None:
         """Set every endpoint's request count back to zero (the fault log stays)."""
         for name in ENDPOINTS:
@@ -179,7 +204,12 @@ class Simulator:
 
     @cached_property
     def app(self) -> web.Application:
-        """An aiohttp application serving the API under /v1, for your own runner."""
+        """An aiohttp application serving the API under /v1, for your own runner.
+
+        `serve()` does not use it (it builds a fresh one per run). Outside
+        `serve()`, a HANG fault holds its request until the client disconnects,
+        so run it with `handler_cancellation=True`.
+        """
         return self._service.make_app()
 
     def make_app(self) -> web.Application:

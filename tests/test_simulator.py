@@ -1,0 +1,1051 @@
+"""The simulated fine-tunes API, driven over real loopback HTTP with a plain aiohttp client."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import attrs
+import jsonschema
+import pytest
+import yaml
+from aiohttp import web
+from multidict import CIMultiDictProxy
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
+
+from finetune_ops.testing import (
+    FaultKind,
+    FaultPlan,
+    FaultRecord,
+    Lifecycle,
+    ManualClock,
+    RateLimit,
+    Simulator,
+)
+from finetune_ops.testing._ratelimit import RateLimiter
+
+ROOT = Path(__file__).parents[1]
+SPEC_PATH = Path(__file__).parents[2] / "shared/reference/together-openapi.yaml"
+SPEC_URI = "urn:together-openapi"
+
+JOB_ID = re.compile(r"^ft-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+SPEC_STATUSES = (
+    "pending",
+    "queued",
+    "running",
+    "compressing",
+    "uploading",
+    "cancel_requested",
+    "cancelled",
+    "error",
+    "completed",
+)
+TERMINAL = ("completed", "cancelled", "error", "user_error")
+EPOCH = datetime(2026, 11, 26, 3, 15, 33, 123000, tzinfo=UTC)
+LIFECYCLE = Lifecycle(
+    pending=10, queued=20, running=100, compressing=5, uploading=5, cancel_delay=2
+)
+
+
+# -- the spec, as JSON Schema -------------------------------------------------
+
+
+def _to_json_schema(node: Any) -> Any:
+    """OpenAPI 3.0 schema objects rewritten as JSON Schema 2020-12."""
+    if isinstance(node, list):
+        return [_to_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _to_json_schema(value) for key, value in node.items() if key != "nullable"}
+    if "oneOf" in out and "type" in out:
+        # The spec puts `type: boolean` next to `oneOf: [boolean, "auto"]` (train_on_inputs),
+        # which would reject its own default "auto"; the oneOf is what it means.
+        del out["type"]
+    if node.get("nullable") is True:
+        return {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry[Any]:
+    """The spec's components, addressable as urn:together-openapi#/components/schemas/X."""
+    if not SPEC_PATH.is_file():
+        pytest.skip(f"the OpenAPI spec is not at {SPEC_PATH}")
+    with SPEC_PATH.open(encoding="utf-8") as handle:
+        spec = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    document = _to_json_schema(spec)
+    schemas = document["components"]["schemas"]
+    # Cosine scheduler arguments also match the linear ones (neither forbids extra keys),
+    # so the spec's oneOf rejects every cosine scheduler; either branch is what it means.
+    arguments = schemas["LRScheduler"]["properties"]["lr_scheduler_args"]
+    arguments["anyOf"] = arguments.pop("oneOf")
+    # The service sends user_error; the spec's enum omits it (see DESIGN.md).
+    schemas["FinetuneJobStatus"]["enum"].append("user_error")
+    registry: Registry[Any] = Registry().with_resource(
+        SPEC_URI, DRAFT202012.create_resource(document)
+    )
+    return registry
+
+
+Validate = Callable[[str, Any], None]
+
+
+@pytest.fixture(scope="module")
+def validate(registry: Registry[Any]) -> Validate:
+    """validate("FinetuneResponse", data) raises if data does not match that schema."""
+    validators: dict[str, jsonschema.Draft202012Validator] = {}
+
+    def check(name: str, instance: Any) -> None:
+        if name not in validators:
+            schema = {"$ref": f"{SPEC_URI}#/components/schemas/{name}"}
+            validators[name] = jsonschema.Draft202012Validator(schema, registry=registry)
+        validators[name].validate(instance)
+
+    return check
+
+
+# -- helpers --------------------------------------------------------------------
+
+
+@attrs.frozen
+class Reply:
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def fetch(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout: float | None = None,
+) -> Reply:
+    client_timeout = aiohttp.ClientTimeout(total=timeout) if timeout else None
+    async with http.request(
+        method, url, json=body, headers=headers, timeout=client_timeout
+    ) as response:
+        data = await response.read()
+    return Reply(response.status, response.headers, data)
+
+
+def assert_error(reply: Reply, status: int, error_type: str, validate: Validate) -> None:
+    assert reply.status == status
+    payload = reply.json()
+    validate("ErrorData", payload)
+    assert payload["error"]["type"] == error_type
+    assert set(payload["error"]) == {"message", "type", "param", "code"}
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(epoch=EPOCH)
+
+
+@pytest.fixture
+def sim(clock: ManualClock) -> Simulator:
+    return Simulator(clock=clock, lifecycle=LIFECYCLE, seed=1)
+
+
+@pytest.fixture
+async def url(sim: Simulator) -> AsyncIterator[str]:
+    async with sim.serve() as base_url:
+        yield base_url
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield session
+
+
+# -- endpoints: happy paths and schema validity ----------------------------------
+
+
+async def test_serve_yields_loopback_v1_url(sim: Simulator) -> None:
+    assert sim.base_url is None
+    async with sim.serve() as base_url:
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", base_url)
+        assert sim.base_url == base_url
+    assert sim.base_url is None
+
+
+async def test_create_returns_a_pending_truncated_job(
+    sim: Simulator, url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    reply = await fetch(
+        http,
+        "POST",
+        f"{url}/fine-tunes",
+        body={"model": "org/base-model", "training_file": "file-abc", "n_epochs": 3},
+    )
+    assert reply.status == 200
+    job = reply.json()
+    validate("FinetuneResponseTruncated", job)
+    assert JOB_ID.match(job["id"])
+    assert job["status"] == "pending"
+    assert job["model"] == "org/base-model"
+    assert job["training_file"] == "file-abc"
+    assert job["n_epochs"] == 3
+    assert job.get("events", []) == []
+    assert job["created_at"] == job["updated_at"] == "2026-11-26T03:15:33.123Z"
+    assert sim.status(job["id"]) == "pending"
+    assert sim.job_ids() == [job["id"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({}, "model"),
+        ({"model": "m"}, "training_file"),
+        ({"training_file": "f"}, "model"),
+        ({"model": "", "training_file": "f"}, "model"),
+        ({"model": "m", "training_file": "f", "n_epochs": 0}, "n_epochs"),
+        ({"model": "m", "training_file": "f", "training_type": {"type": "QLoRA"}}, None),
+        (["model", "training_file"], None),
+    ],
+)
+async def test_create_rejects_bad_requests(
+    sim: Simulator,
+    url: str,
+    http: aiohttp.ClientSession,
+    validate: Validate,
+    body: Any,
+    param: str | None,
+) -> None:
+    reply = await fetch(http, "POST", f"{url}/fine-tunes", body=body)
+    assert_error(reply, 400, "invalid_request_error", validate)
+    if param is not None:
+        assert reply.json()["error"]["param"] == param
+    assert len(sim) == 0
+
+
+async def test_create_rejects_a_body_that_is_not_json(
+    url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    async with http.post(f"{url}/fine-tunes", data=b"{not json") as response:
+        reply = Reply(response.status, response.headers, await response.read())
+    assert_error(reply, 400, "invalid_request_error", validate)
+
+
+async def test_list_returns_every_job_truncated(
+    sim: Simulator, url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    ids = sim.add_jobs(6)
+    ids += [sim.add_job(status) for status in (*SPEC_STATUSES, "user_error")]
+    reply = await fetch(http, "GET", f"{url}/fine-tunes")
+    assert reply.status == 200
+    listing = reply.json()
+    validate("FinetuneTruncatedList", listing)
+    assert [job["id"] for job in listing["data"]] == ids
+    assert [job["status"] for job in listing["data"][:6]] == ["pending", "queued", "running"] * 2
+    for job in listing["data"]:
+        assert not job.get("events")
+        assert TIMESTAMP.match(job["created_at"])
+        assert TIMESTAMP.match(job["updated_at"])
+
+
+async def test_list_of_no_jobs(url: str, http: aiohttp.ClientSession, validate: Validate) -> None:
+    reply = await fetch(http, "GET", f"{url}/fine-tunes")
+    assert reply.json() == {"data": []}
+    validate("FinetuneTruncatedList", reply.json())
+
+
+@pytest.mark.parametrize("status", [*SPEC_STATUSES, "user_error"])
+async def test_retrieve_returns_the_full_job(
+    sim: Simulator, url: str, http: aiohttp.ClientSession, validate: Validate, status: str
+) -> None:
+    job_id = sim.add_job(status)
+    reply = await fetch(http, "GET", f"{url}/fine-tunes/{job_id}")
+    assert reply.status == 200
+    job = reply.json()
+    validate("FinetuneResponse", job)
+    assert job["id"] == job["job_id"] == job_id
+    assert job["status"] == status
+    for key in (
+        "model",
+        "training_file",
+        "n_epochs",
+        "n_checkpoints",
+        "n_evals",
+        "batch_size",
+        "learning_rate",
+        "lr_scheduler",
+        "warmup_ratio",
+        "max_grad_norm",
+        "weight_decay",
+        "training_type",
+        "training_method",
+        "created_at",
+        "updated_at",
+        "events",
+        "token_count",
+        "param_count",
+        "total_price",
+        "epochs_completed",
+        "queue_depth",
+        "progress",
+    ):
+        assert key in job, key
+    assert job["events"], "a job has at least its creation event"
+    for event in job["events"]:
+        validate("FineTuneEvent", event)
+    assert job == sim.job(job_id)
+
+
+async def test_events_endpoint(
+    sim: Simulator, url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    job_id = sim.add_job("completed")
+    reply = await fetch(http, "GET", f"{url}/fine-tunes/{job_id}/events")
+    assert reply.status == 200
+    events = reply.json()
+    validate("FinetuneListEvents", events)
+    kinds = [event["type"] for event in events["data"]]
+    assert kinds[0] == "job_pending"
+    assert kinds[-1] == "job_complete"
+    assert {"job_start", "training_start", "epoch_complete", "model_uploading"} <= set(kinds)
+    assert events["data"][-1]["model_path"]
+    assert all(event["object"] == "fine-tune-event" for event in events["data"])
+    assert events["data"] == sim.events(job_id)
+
+
+async def test_unknown_status_is_kept_and_never_moves(
+    sim: Simulator, clock: ManualClock, url: str, http: aiohttp.ClientSession
+) -> None:
+    job_id = sim.add_job("paused")
+    clock.advance(10**6)
+    reply = await fetch(http, "GET", f"{url}/fine-tunes/{job_id}")
+    assert reply.json()["status"] == "paused"
+    listing = await fetch(http, "GET", f"{url}/fine-tunes")
+    assert listing.json()["data"][0]["status"] == "paused"
+
+
+def test_jobs_vary_and_repeat_with_the_seed() -> None:
+    first = Simulator(clock=ManualClock(), seed=5)
+    second = Simulator(clock=ManualClock(), seed=5)
+    other = Simulator(clock=ManualClock(), seed=6)
+    ids = first.add_jobs(40)
+    assert second.add_jobs(40) == ids
+    assert not set(other.add_jobs(40)) & set(ids)
+    assert [first.job(job_id) for job_id in ids] == [second.job(job_id) for job_id in ids]
+    jobs = [first.job(job_id) for job_id in ids]
+    assert {job["training_type"]["type"] for job in jobs} == {"Lora", "Full"}
+    assert {job["training_method"]["method"] for job in jobs} == {"sft", "dpo"}
+    assert len({job["model"] for job in jobs}) > 1
+    assert all(JOB_ID.match(job_id) for job_id in ids)
+    assert len(set(ids)) == len(ids)
+
+
+def test_add_job_fields_and_validation() -> None:
+    sim = Simulator(clock=ManualClock())
+    job_id = sim.add_job("queued", model="org/m", training_file="file-1", n_epochs=7, suffix="s")
+    job = sim.job(job_id)
+    assert (job["model"], job["training_file"], job["n_epochs"], job["suffix"]) == (
+        "org/m",
+        "file-1",
+        7,
+        "s",
+    )
+    job["status"] = "changed"  # a copy: the simulator is not affected
+    assert sim.status(job_id) == "queued"
+    with pytest.raises(ValueError, match="state"):
+        sim.add_job("queued", events=[])
+    with pytest.raises(ValueError, match="status"):
+        sim.add_job("")
+    with pytest.raises(KeyError):
+        sim.job("ft-missing")
+
+
+# -- lifecycle --------------------------------------------------------------------
+
+
+async def test_lifecycle_follows_the_manual_clock(
+    sim: Simulator, clock: ManualClock, url: str, http: aiohttp.ClientSession
+) -> None:
+    created = await fetch(
+        http, "POST", f"{url}/fine-tunes", body={"model": "m", "training_file": "f"}
+    )
+    job_id = created.json()["id"]
+    seen = []
+    for step in (9.5, 1, 20, 99, 1, 5, 5):
+        clock.advance(step)
+        reply = await fetch(http, "GET", f"{url}/fine-tunes/{job_id}")
+        seen.append(reply.json()["status"])
+    assert seen == [
+        "pending",
+        "queued",
+        "running",
+        "running",
+        "compressing",
+        "uploading",
+        "completed",
+    ]
+    job = sim.job(job_id)
+    # Transitions carry the time they were due, not the time they were noticed.
+    assert job["started_at"] == "2026-11-26T03:16:03.123Z"  # 10 + 20 s after creation
+    assert job["updated_at"] == "2026-11-26T03:17:53.123Z"  # 140 s after creation
+    assert job["epochs_completed"] == job["n_epochs"]
+    assert job["progress"] == {"estimate_available": True, "seconds_remaining": 0}
+    kinds = [event["type"] for event in job["events"]]
+    assert kinds[:4] == ["job_pending", "job_pending", "job_start", "training_start"]
+    assert kinds[-2:] == ["model_upload_complete", "job_complete"]
+    assert kinds.count("epoch_complete") == job["n_epochs"]
+    stamps = [event["created_at"] for event in job["events"]]
+    assert stamps == sorted(stamps)
+
+
+def test_a_big_clock_jump_gives_the_same_history(clock: ManualClock) -> None:
+    stepped = Simulator(clock=clock, lifecycle=LIFECYCLE, seed=2)
+    jumped_clock = ManualClock(epoch=EPOCH)
+    jumped = Simulator(clock=jumped_clock, lifecycle=LIFECYCLE, seed=2)
+    a, b = stepped.add_job("pending"), jumped.add_job("pending")
+    for _ in range(300):
+        clock.advance(0.5)
+        stepped.status(a)
+    jumped_clock.advance(150)
+    assert stepped.job(a) == jumped.job(b)
+
+
+def test_progress_counts_down(sim: Simulator, clock: ManualClock) -> None:
+    job_id = sim.add_job("running")
+    assert sim.job(job_id)["progress"] == {"estimate_available": True, "seconds_remaining": 110}
+    clock.advance(50)
+    job = sim.job(job_id)
+    assert job["progress"] == {"estimate_available": True, "seconds_remaining": 60}
+    assert 0 <= job["epochs_completed"] <= job["n_epochs"]
+    assert sim.job(sim.add_job("queued"))["progress"]["estimate_available"] is False
+
+
+async def test_cancel_goes_through_cancel_requested(
+    sim: Simulator,
+    clock: ManualClock,
+    url: str,
+    http: aiohttp.ClientSession,
+    validate: Validate,
+) -> None:
+    job_id = sim.add_job("running")
+    reply = await fetch(http, "POST", f"{url}/fine-tunes/{job_id}/cancel")
+    assert reply.status == 200
+    validate("FinetuneResponseTruncated", reply.json())
+    assert reply.json()["status"] == "cancel_requested"
+    clock.advance(1.5)
+    again = await fetch(http, "POST", f"{url}/fine-tunes/{job_id}/cancel")
+    assert again.status == 200
+    assert again.json()["status"] == "cancel_requested"
+    clock.advance(0.5)  # cancel_delay (2 s) after the first cancel
+    assert sim.status(job_id) == "cancelled"
+    job = (await fetch(http, "GET", f"{url}/fine-tunes/{job_id}")).json()
+    assert job["status"] == "cancelled"
+    assert job["updated_at"] == "2026-11-26T03:15:35.123Z"
+    kinds = [event["type"] for event in job["events"]]
+    assert kinds[-2:] == ["cancel_requested", "job_stopped"]
+    late = await fetch(http, "POST", f"{url}/fine-tunes/{job_id}/cancel")
+    assert_error(late, 400, "invalid_request_error", validate)
+
+
+async def test_cancel_with_no_delay_is_immediate(http: aiohttp.ClientSession) -> None:
+    sim = Simulator(clock=ManualClock(), lifecycle=Lifecycle(cancel_delay=0))
+    job_id = sim.add_job("pending")
+    async with sim.serve() as base_url:
+        reply = await fetch(http, "POST", f"{base_url}/fine-tunes/{job_id}/cancel")
+    assert reply.json()["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("status", TERMINAL)
+async def test_cancelling_a_finished_job_is_a_bad_request(
+    sim: Simulator, url: str, http: aiohttp.ClientSession, validate: Validate, status: str
+) -> None:
+    job_id = sim.add_job(status)
+    reply = await fetch(http, "POST", f"{url}/fine-tunes/{job_id}/cancel")
+    assert_error(reply, 400, "invalid_request_error", validate)
+    assert sim.status(job_id) == status
+
+
+def test_set_status(sim: Simulator, clock: ManualClock) -> None:
+    job_id = sim.add_job("running")
+    sim.set_status(job_id, "error")
+    clock.advance(10**5)
+    assert sim.status(job_id) == "error"
+    assert sim.events(job_id)[-1]["type"] == "job_error"
+
+
+def test_preloaded_active_jobs_stay_active_by_default() -> None:
+    clock = ManualClock()
+    sim = Simulator(clock=clock)
+    ids = sim.add_jobs(3)
+    clock.advance(30)
+    assert [sim.status(job_id) for job_id in ids] == ["pending", "queued", "running"]
+
+
+# -- errors and headers -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix"), [("GET", ""), ("POST", "/cancel"), ("GET", "/events")]
+)
+async def test_unknown_id_is_not_found(
+    url: str, http: aiohttp.ClientSession, validate: Validate, method: str, suffix: str
+) -> None:
+    reply = await fetch(
+        http, method, f"{url}/fine-tunes/ft-00000000-0000-4000-8000-000000000000{suffix}"
+    )
+    assert_error(reply, 404, "not_found_error", validate)
+
+
+async def test_unknown_route_is_a_json_404(
+    sim: Simulator, url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    reply = await fetch(http, "GET", f"{url}/files")
+    assert_error(reply, 404, "not_found_error", validate)
+    assert "x-request-id" in reply.headers
+    assert sim.total_requests == 0
+
+
+async def test_api_key_is_required_when_configured(
+    http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    sim = Simulator(api_key="sk-sim-secret", clock=ManualClock())
+    job_id = sim.add_job()
+    async with sim.serve() as base_url:
+        missing = await fetch(http, "GET", f"{base_url}/fine-tunes")
+        wrong = await fetch(
+            http, "GET", f"{base_url}/fine-tunes", headers={"Authorization": "Bearer sk-other"}
+        )
+        right = await fetch(
+            http,
+            "POST",
+            f"{base_url}/fine-tunes/{job_id}/cancel",
+            headers={"Authorization": "Bearer sk-sim-secret"},
+        )
+    assert_error(missing, 401, "authentication_error", validate)
+    assert_error(wrong, 401, "authentication_error", validate)
+    assert b"sk-" not in wrong.body
+    assert right.status == 200
+    assert "sk-sim-secret" not in repr(sim)
+    assert sim.counters["list"] == 2
+
+
+async def test_any_key_or_none_without_api_key(
+    sim: Simulator, url: str, http: aiohttp.ClientSession
+) -> None:
+    plain = await fetch(http, "GET", f"{url}/fine-tunes")
+    keyed = await fetch(http, "GET", f"{url}/fine-tunes", headers={"Authorization": "Bearer x"})
+    assert plain.status == keyed.status == 200
+
+
+async def test_every_response_has_a_unique_request_id(
+    sim: Simulator, url: str, http: aiohttp.ClientSession
+) -> None:
+    job_id = sim.add_job()
+    sim.inject(FaultKind.RATE_LIMIT_SECONDS, endpoint="list")
+    sim.inject(FaultKind.HTML_PAGE, endpoint="retrieve")
+    replies = [
+        await fetch(http, "GET", f"{url}/fine-tunes"),
+        await fetch(http, "GET", f"{url}/fine-tunes"),
+        await fetch(http, "GET", f"{url}/fine-tunes/{job_id}"),
+        await fetch(http, "GET", f"{url}/fine-tunes/{job_id}"),
+        await fetch(http, "GET", f"{url}/fine-tunes/nope"),
+        await fetch(http, "POST", f"{url}/fine-tunes", body={}),
+        await fetch(http, "DELETE", f"{url}/fine-tunes"),
+    ]
+    assert [reply.status for reply in replies] == [429, 200, 502, 200, 404, 400, 405]
+    request_ids = [reply.headers["x-request-id"] for reply in replies]
+    assert all(request_ids)
+    assert len(set(request_ids)) == len(request_ids)
+
+
+# -- faults -------------------------------------------------------------------------
+
+
+RATE_LIMITS = (
+    FaultKind.RATE_LIMIT_SECONDS,
+    FaultKind.RATE_LIMIT_DATE,
+    FaultKind.RATE_LIMIT_MS,
+    FaultKind.RATE_LIMIT_NO_HINT,
+)
+JSON_5XX = {
+    FaultKind.SERVER_ERROR_500: 500,
+    FaultKind.BAD_GATEWAY_502: 502,
+    FaultKind.UNAVAILABLE_503: 503,
+    FaultKind.GATEWAY_TIMEOUT_504: 504,
+}
+OTHER_KINDS = (
+    FaultKind.LATENCY,
+    FaultKind.RESET,
+    FaultKind.TRUNCATED_JSON,
+    FaultKind.HTML_PAGE,
+    FaultKind.EMPTY_BODY,
+    FaultKind.HANG,
+)
+
+
+def test_every_fault_kind_has_a_test() -> None:
+    assert {*RATE_LIMITS, *JSON_5XX, *OTHER_KINDS} == set(FaultKind)
+
+
+@pytest.mark.parametrize("kind", RATE_LIMITS)
+async def test_rate_limit_hints(
+    http: aiohttp.ClientSession, validate: Validate, kind: FaultKind
+) -> None:
+    sim = Simulator(clock=ManualClock(), faults=FaultPlan(retry_after=1.25))
+    job_id = sim.add_job("running")
+    async with sim.serve() as base_url:
+        sim.inject(kind)
+        reply = await fetch(http, "POST", f"{base_url}/fine-tunes/{job_id}/cancel")
+    assert_error(reply, 429, "rate_limit_error", validate)
+    assert sim.status(job_id) == "running", "a 429 happens before the cancel"
+    retry_after = reply.headers.get("Retry-After")
+    retry_after_ms = reply.headers.get("retry-after-ms")
+    if kind is FaultKind.RATE_LIMIT_SECONDS:
+        assert retry_after == "1.25"
+        assert retry_after_ms is None
+    elif kind is FaultKind.RATE_LIMIT_DATE:
+        assert retry_after is not None
+        assert retry_after.endswith(" GMT")
+        hinted = parsedate_to_datetime(retry_after)
+        sent = parsedate_to_datetime(reply.headers["Date"])
+        assert hinted.tzinfo is not None
+        # Rounded up to whole seconds, so never before the response's own date + 1.25 s.
+        assert 2 <= (hinted - sent).total_seconds() <= 3
+        assert retry_after_ms is None
+    elif kind is FaultKind.RATE_LIMIT_MS:
+        assert retry_after is None
+        assert retry_after_ms == "1250"
+    else:
+        assert retry_after is None
+        assert retry_after_ms is None
+
+
+async def test_fractional_retry_after_default(
+    sim: Simulator, url: str, http: aiohttp.ClientSession
+) -> None:
+    sim.inject(FaultKind.RATE_LIMIT_SECONDS)
+    reply = await fetch(http, "GET", f"{url}/fine-tunes")
+    assert reply.headers["Retry-After"] == "0.05"
+
+
+@pytest.mark.parametrize(("kind", "status"), JSON_5XX.items())
+async def test_server_errors_have_json_bodies_and_no_effect(
+    sim: Simulator,
+    url: str,
+    http: aiohttp.ClientSession,
+    validate: Validate,
+    kind: FaultKind,
+    status: int,
+) -> None:
+    job_id = sim.add_job("running")
+    sim.inject(kind, endpoint="cancel")
+    reply = await fetch(http, "POST", f"{url}/fine-tunes/{job_id}/cancel")
+    assert_error(reply, status, "server_error", validate)
+    assert sim.status(job_id) == "running"
+    assert sim.fault_log == [FaultRecord("cancel", kind, job_id)]
+
+
+async def test_html_page(sim: Simulator, url: str, http: aiohttp.ClientSession) -> None:
+    sim.inject(FaultKind.HTML_PAGE)
+    reply = await fetch(
+        http, "POST", f"{url}/fine-tunes", body={"model": "m", "training_file": "f"}
+    )
+    assert reply.status == 502
+    assert reply.headers["Content-Type"].startswith("text/html")
+    assert reply.body.lstrip().lower().startswith(b"<!doctype html>")
+    with pytest.raises(json.JSONDecodeError):
+        reply.json()
+    assert len(sim) == 0, "the job was not created"
+
+
+async def test_empty_body(sim: Simulator, url: str, http: aiohttp.ClientSession) -> None:
+    sim.inject(FaultKind.EMPTY_BODY)
+    reply = await fetch(http, "GET", f"{url}/fine-tunes")
+    assert reply.status == 503
+    assert reply.body == b""
+    assert reply.headers["Content-Length"] == "0"
+
+
+async def test_latency_then_a_normal_answer(http: aiohttp.ClientSession) -> None:
+    sim = Simulator(clock=ManualClock(), faults=FaultPlan(spike=0.01, latency=0.001))
+    job_id = sim.add_job()
+    async with sim.serve() as base_url:
+        sim.inject(FaultKind.LATENCY)
+        reply = await fetch(http, "POST", f"{base_url}/fine-tunes/{job_id}/cancel")
+    assert reply.status == 200
+    assert reply.json()["status"] == "cancel_requested"
+    assert sim.fault_log == [FaultRecord("cancel", FaultKind.LATENCY, job_id)]
+
+
+@pytest.mark.parametrize(("method", "suffix"), [("POST", "/cancel"), ("GET", "")])
+async def test_reset_after_the_effect(
+    sim: Simulator, url: str, http: aiohttp.ClientSession, method: str, suffix: str
+) -> None:
+    job_id = sim.add_job("running")
+    sim.inject(FaultKind.RESET)
+    with pytest.raises((aiohttp.ClientPayloadError, aiohttp.ClientConnectionError)):
+        await fetch(http, method, f"{url}/fine-tunes/{job_id}{suffix}")
+    expected = "cancel_requested" if suffix else "running"
+    assert sim.status(job_id) == expected, "the request took effect before the reset"
+    # The server is fine afterwards, on a new connection.
+    assert (await fetch(http, "GET", f"{url}/fine-tunes/{job_id}")).status == 200
+    assert sim.total_requests == 2
+
+
+async def test_truncated_json_after_the_effect(
+    sim: Simulator, url: str, http: aiohttp.ClientSession
+) -> None:
+    sim.inject(FaultKind.TRUNCATED_JSON, endpoint="create")
+    reply = await fetch(
+        http, "POST", f"{url}/fine-tunes", body={"model": "m", "training_file": "f"}
+    )
+    assert reply.status == 200
+    assert reply.headers["Content-Type"].startswith("application/json")
+    assert int(reply.headers["Content-Length"]) == len(reply.body) > 0
+    with pytest.raises(json.JSONDecodeError):
+        reply.json()
+    assert len(sim) == 1, "the job was created even though its answer was lost"
+
+
+async def test_hang_until_the_client_gives_up(sim: Simulator, http: aiohttp.ClientSession) -> None:
+    job_id = sim.add_job("running")
+    async with sim.serve() as base_url:
+        sim.inject(FaultKind.HANG, endpoint="cancel")
+        with pytest.raises(TimeoutError):
+            await fetch(http, "POST", f"{base_url}/fine-tunes/{job_id}/cancel", timeout=0.2)
+        assert sim.status(job_id) == "running"
+        ok = await fetch(http, "POST", f"{base_url}/fine-tunes/{job_id}/cancel")
+        assert ok.status == 200
+
+
+@pytest.mark.parametrize(("method", "suffix"), [("POST", "/cancel"), ("GET", "")])
+async def test_hanging_request_is_released_when_serving_ends(
+    sim: Simulator, http: aiohttp.ClientSession, method: str, suffix: str
+) -> None:
+    job_id = sim.add_job("running")
+    async with sim.serve() as base_url:
+        sim.inject(FaultKind.HANG, times=2)
+        pending = asyncio.create_task(
+            fetch(http, method, f"{base_url}/fine-tunes/{job_id}{suffix}")
+        )
+        async with asyncio.timeout(10):
+            # Polling is the only way to see that the server holds the request.
+            while sim.total_requests == 0:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+    # The connection is dropped unanswered; aiohttp's retry of a GET finds the port closed.
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await pending
+    assert sim.status(job_id) == "running"
+
+
+async def test_scripted_faults_by_endpoint(
+    sim: Simulator, url: str, http: aiohttp.ClientSession
+) -> None:
+    job_id = sim.add_job("running")
+    sim.inject(FaultKind.UNAVAILABLE_503, endpoint="cancel", times=2)
+    sim.inject(FaultKind.SERVER_ERROR_500)
+    statuses = [
+        (await fetch(http, "GET", f"{url}/fine-tunes")).status,  # the any-endpoint 500
+        (await fetch(http, "POST", f"{url}/fine-tunes/{job_id}/cancel")).status,
+        (await fetch(http, "GET", f"{url}/fine-tunes")).status,
+        (await fetch(http, "POST", f"{url}/fine-tunes/{job_id}/cancel")).status,
+        (await fetch(http, "POST", f"{url}/fine-tunes/{job_id}/cancel")).status,
+    ]
+    assert statuses == [500, 503, 200, 503, 200]
+    assert sim.fault_log == [
+        FaultRecord("list", FaultKind.SERVER_ERROR_500, None),
+        FaultRecord("cancel", FaultKind.UNAVAILABLE_503, job_id),
+        FaultRecord("cancel", FaultKind.UNAVAILABLE_503, job_id),
+    ]
+    sim.inject(FaultKind.EMPTY_BODY)
+    sim.clear_faults()
+    assert (await fetch(http, "GET", f"{url}/fine-tunes")).status == 200
+
+
+async def _run_plan(plan: FaultPlan, http: aiohttp.ClientSession) -> list[object]:
+    sim = Simulator(clock=ManualClock(), faults=plan)
+    ids = sim.add_jobs(3)
+    outcomes: list[object] = []
+    async with sim.serve() as base_url:
+        for index in range(40):
+            method, suffix = ("POST", "/cancel") if index % 4 == 0 else ("GET", "")
+            try:
+                reply = await fetch(http, method, f"{base_url}/fine-tunes/{ids[index % 3]}{suffix}")
+            except aiohttp.ClientError as exc:
+                outcomes.append(type(exc).__name__)
+            else:
+                outcomes.append(reply.status)
+    assert sim.total_requests == 40
+    return [*outcomes, *sim.fault_log]
+
+
+async def test_seeded_plan_repeats(http: aiohttp.ClientSession) -> None:
+    plan = FaultPlan(rate=0.5, seed=11, retry_after=0.01, spike=0.0)
+    first = await _run_plan(plan, http)
+    assert first == await _run_plan(plan, http)
+    assert first != await _run_plan(attrs.evolve(plan, seed=12), http)
+    faults = [item for item in first if isinstance(item, FaultRecord)]
+    assert 5 <= len(faults) <= 35
+    assert FaultKind.HANG not in {record.kind for record in faults}
+
+
+async def test_plan_rate_and_endpoints(http: aiohttp.ClientSession) -> None:
+    sim = Simulator(
+        clock=ManualClock(),
+        faults=FaultPlan(rate=1.0, kinds=[FaultKind.BAD_GATEWAY_502], endpoints={"cancel"}),
+    )
+    job_id = sim.add_job()
+    async with sim.serve() as base_url:
+        listed = await fetch(http, "GET", f"{base_url}/fine-tunes")
+        cancelled = await fetch(http, "POST", f"{base_url}/fine-tunes/{job_id}/cancel")
+        sim.faults = FaultPlan(rate=0.0)
+        calm = await fetch(http, "POST", f"{base_url}/fine-tunes/{job_id}/cancel")
+    assert (listed.status, cancelled.status, calm.status) == (200, 502, 200)
+
+
+def test_configuration_is_checked() -> None:
+    with pytest.raises(ValueError, match="rate"):
+        FaultPlan(rate=1.5)
+    with pytest.raises(ValueError, match="kinds"):
+        FaultPlan(kinds=())
+    with pytest.raises(ValueError, match="endpoints"):
+        FaultPlan(endpoints={"delete"})
+    with pytest.raises(ValueError, match="retry_after"):
+        FaultPlan(retry_after=-1)
+    with pytest.raises(ValueError, match="running"):
+        Lifecycle(running=-1)
+    with pytest.raises(ValueError, match="advance"):
+        ManualClock().advance(-1)
+    sim = Simulator()
+    with pytest.raises(ValueError, match="endpoint"):
+        sim.inject(FaultKind.RESET, endpoint="delete")
+    with pytest.raises(ValueError, match="times"):
+        sim.inject(FaultKind.RESET, times=0)
+    with pytest.raises(TypeError, match="ManualClock"):
+        sim.advance(1)
+    assert FaultPlan(kinds=["reset"]).kinds == (FaultKind.RESET,)
+
+
+# -- inspection ----------------------------------------------------------------------
+
+
+async def test_counters(sim: Simulator, url: str, http: aiohttp.ClientSession) -> None:
+    job_id = sim.add_job()
+    sim.inject(FaultKind.SERVER_ERROR_500, endpoint="cancel")
+    await fetch(http, "POST", f"{url}/fine-tunes", body={"model": "m", "training_file": "f"})
+    await fetch(http, "POST", f"{url}/fine-tunes", body={})
+    await fetch(http, "GET", f"{url}/fine-tunes")
+    for _ in range(3):
+        await fetch(http, "GET", f"{url}/fine-tunes/{job_id}")
+    await fetch(http, "GET", f"{url}/fine-tunes/nope")
+    await fetch(http, "POST", f"{url}/fine-tunes/{job_id}/cancel")
+    await fetch(http, "POST", f"{url}/fine-tunes/{job_id}/cancel")
+    await fetch(http, "GET", f"{url}/fine-tunes/{job_id}/events")
+    await fetch(http, "GET", f"{url}/models")
+    assert dict(sim.counters) == {"create": 2, "list": 1, "retrieve": 4, "cancel": 2, "events": 1}
+    assert sim.total_requests == 10
+    sim.reset_counters()
+    assert sim.total_requests == 0
+    assert dict(sim.counters) == dict.fromkeys(
+        ("create", "list", "retrieve", "cancel", "events"), 0
+    )
+    assert len(sim.fault_log) == 1
+
+
+def test_timestamps_come_from_the_clock_epoch() -> None:
+    clock = ManualClock(epoch=EPOCH)
+    sim = Simulator(clock=clock, lifecycle=LIFECYCLE)
+    job_id = sim.add_job("pending")
+    clock.advance(10.25)
+    job = sim.job(job_id)
+    assert job["created_at"] == "2026-11-26T03:15:33.123Z"
+    assert job["updated_at"] == "2026-11-26T03:15:43.123Z"  # queued when due, at 10 s
+    assert clock.wall() == datetime(2026, 11, 26, 3, 15, 43, 373000, tzinfo=UTC)
+
+
+def test_many_jobs(sim: Simulator) -> None:
+    ids = sim.add_jobs(20_000)
+    assert len(sim) == len(set(ids)) == 20_000
+    assert sim.status(ids[-1]) == "queued"
+
+
+# -- the pytest plugin and the command line -------------------------------------------
+
+
+async def test_plugin_fixture(finetune_simulator: Simulator, http: aiohttp.ClientSession) -> None:
+    assert finetune_simulator.base_url is not None
+    job_id = finetune_simulator.add_job("cancel_requested")
+    reply = await fetch(http, "GET", f"{finetune_simulator.base_url}/fine-tunes/{job_id}")
+    assert reply.json()["status"] == "cancel_requested"
+    finetune_simulator.advance(60)
+    assert finetune_simulator.status(job_id) == "cancelled"
+
+
+def test_plugin_in_a_users_project(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        """
+        [pytest]
+        asyncio_mode = auto
+        asyncio_default_fixture_loop_scope = function
+        filterwarnings = error
+        """
+    )
+    pytester.makeconftest(
+        """
+        import pytest
+        pytest_plugins = ["finetune_ops.testing.pytest_plugin"]
+
+        @pytest.fixture
+        def finetune_simulator_options():
+            return {"api_key": "sk-user-test"}
+        """
+    )
+    pytester.makepyfile(
+        """
+        import aiohttp
+
+        async def test_it(finetune_simulator):
+            job_id = finetune_simulator.add_job("running")
+            url = f"{finetune_simulator.base_url}/fine-tunes/{job_id}/cancel"
+            async with aiohttp.ClientSession() as http:
+                async with http.post(url) as refused:
+                    assert refused.status == 401
+                headers = {"Authorization": "Bearer sk-user-test"}
+                async with http.post(url, headers=headers) as accepted:
+                    assert (await accepted.json())["status"] == "cancel_requested"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+async def test_command_line_serves_until_interrupted(http: aiohttp.ClientSession) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "finetune_ops.testing",
+        "--port",
+        "0",
+        "--jobs",
+        "5",
+        "--api-key",
+        "sk-cli-secret",
+        "--seed",
+        "3",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None
+    printed: list[str] = []
+    try:
+        async with asyncio.timeout(60):
+            while not printed or not printed[-1].startswith("export TOGETHER_BASE_URL="):
+                line = await process.stdout.readline()
+                assert line, "the server exited before printing its URL"
+                printed.append(line.decode())
+        base_url = printed[-1].split("=", 1)[1].strip()
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", base_url)
+        assert base_url in printed[0]
+        reply = await fetch(
+            http, "GET", f"{base_url}/fine-tunes", headers={"Authorization": "Bearer sk-cli-secret"}
+        )
+        assert [job["status"] for job in reply.json()["data"]] == [
+            "pending",
+            "queued",
+            "running",
+            "pending",
+            "queued",
+        ]
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(60):
+            rest, errors = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.communicate()
+    assert process.returncode == 0, errors.decode()
+    assert b"sk-cli-secret" not in "".join(printed).encode() + rest + errors
+
+
+async def test_app_runs_under_a_users_own_server(http: aiohttp.ClientSession) -> None:
+    sim = Simulator(clock=ManualClock())
+    job_id = sim.add_job("queued")
+    runner = web.AppRunner(sim.app, handler_cancellation=True)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        reply = await fetch(http, "GET", f"http://127.0.0.1:{port}/v1/fine-tunes/{job_id}")
+    finally:
+        await runner.cleanup()
+    assert reply.json()["status"] == "queued"
+    assert sim.counters["retrieve"] == 1
+
+
+def test_package_is_self_contained() -> None:
+    """Only aiohttp, attrs and the standard library; pytest only in the plugin."""
+    package = ROOT / "finetune_ops" / "testing"
+    for path in package.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] if node.level == 0 else []
+                assert node.level <= 1, f"{path.name} imports from outside the package"
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                assert top != "finetune_ops", f"{path.name} imports {name}"
+                if path.name != "pytest_plugin.py":
+                    assert top not in ("pytest", "pytest_asyncio"), f"{path.name} imports {name}"
+
+
+def test_rate_limiter_windows() -> None:
+    """A window admits its budget, refuses the rest with the wait until it resets, then refills."""
+    now = [10.0]
+    limiter = RateLimiter(RateLimit(requests=2, per=1.0), clock=lambda: now[0])
+    assert limiter.admit() is None
+    assert limiter.admit() is None
+    now[0] = 10.25
+    assert limiter.admit() == pytest.approx(0.75)
+    now[0] = 11.5
+    assert limiter.admit() is None
+    assert limiter.refused == 1
+
+
+async def test_rate_limit_answers_429_with_hint() -> None:
+    """Over the budget the simulator answers 429 with Retry-After in fractional seconds."""
+    sim = Simulator(rate_limit=RateLimit(requests=1, per=60))
+    async with sim.serve() as url, aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/fine-tunes") as first:
+            assert first.status == 200
+        async with session.get(f"{url}/fine-tunes") as second:
+            assert second.status == 429
+            assert 0 < float(second.headers["Retry-After"]) <= 60
+            assert (await second.json())["error"]["type"] == "rate_limit_error"
+    assert sim.rate_limited == 1
+    assert sim.counters["list"] == 2
