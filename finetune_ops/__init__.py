@@ -3,6 +3,7 @@
 Everything public is imported from here; the modules behind it are private.
 """
 
+import logging as _logging
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
@@ -47,6 +48,8 @@ from ._records import (
 )
 from ._results import CancelReport, CancelResult
 from ._retry import RetryEvent
+
+_logging.getLogger("finetune_ops").addHandler(_logging.NullHandler())
 
 try:
     __version__ = _version("finetune-ops")

@@ -47,6 +47,7 @@ class Batch:
         wait: bool,
         timeout: float,
         emit: Emit,
+        running: set[Batch] | None = None,
     ) -> None:
         if not (cancel or wait):
             raise ValueError("a batch must cancel, wait, or both")
@@ -62,6 +63,8 @@ class Batch:
         self._fatal: FinetuneOpsError | None = None
         self._poller: Poller | None = None
         self._start = 0.0
+        self._supervisor: asyncio.Task[None] | None = None
+        self._running = set() if running is None else running
         self._valid, self._invalid, self.order = _sort_ids(job_ids)
 
     async def run(self) -> AsyncGenerator[CancelResult, None]:
@@ -73,7 +76,8 @@ class Batch:
             yield result
         if not valid:
             return
-        supervisor = asyncio.create_task(self._supervise(valid), name="finetune_ops batch")
+        self._supervisor = asyncio.create_task(self._supervise(valid), name="finetune_ops batch")
+        self._running.add(self)
         try:
             for _ in range(len(valid)):
                 item = await self._queue.get()
@@ -83,8 +87,14 @@ class Batch:
                     raise item.error
                 yield item
         finally:
-            supervisor.cancel()
-            await asyncio.gather(supervisor, return_exceptions=True)
+            self._running.discard(self)
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Cancel all work of the batch and wait until it has stopped."""
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
 
     async def _supervise(self, job_ids: list[str]) -> None:
         try:

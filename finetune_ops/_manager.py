@@ -85,6 +85,7 @@ class JobManager:
         )
         self.poll = poll
         self._closed = False
+        self._running: set[Batch] = set()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -126,8 +127,13 @@ class JobManager:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the manager and its own session (a session passed in stays open)."""
+        """Close the manager and its own session (a session passed in stays open).
+
+        Batches still running are stopped first; whoever awaits them gets a RuntimeError.
+        """
         self._closed = True
+        for batch in list(self._running):
+            await batch.stop()
         await self._api.aclose()
 
     # -- single jobs: these raise ------------------------------------------------
@@ -216,6 +222,7 @@ class JobManager:
             wait=wait,
             timeout=self._timeout(timeout),
             emit=self._emit,
+            running=self._running,
         )
 
     @staticmethod

@@ -381,3 +381,24 @@ async def test_logging_names_jobs_not_keys(
         assert "sk-secret-xyz" not in repr(jobs)
     assert job_id in caplog.text
     assert "sk-secret-xyz" not in caplog.text
+
+
+async def test_closing_the_manager_stops_running_batches(sim: Simulator) -> None:
+    """aclose() stops a batch still running elsewhere; its caller gets a RuntimeError."""
+    ids = sim.add_jobs(50, statuses=("running",))
+    jobs = JobManager(base_url=sim.base_url, poll=FAST_POLL)
+    task = asyncio.create_task(jobs.wait_many(ids, timeout=60))
+    while sim.counters["list"] < 1:  # noqa: ASYNC110 - the counter lives in the server
+        await asyncio.sleep(0.005)
+    await jobs.aclose()
+    with pytest.raises(RuntimeError, match="closed while a batch was running"):
+        await task
+    sent = sim.total_requests
+    await asyncio.sleep(0.05)
+    assert sim.total_requests == sent
+
+
+def test_logger_has_a_null_handler() -> None:
+    """The library's logger is silent until the application configures logging."""
+    handlers = logging.getLogger("finetune_ops").handlers
+    assert any(isinstance(handler, logging.NullHandler) for handler in handlers)
