@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from ._converter import STRUCTURE_ERRORS, structure_events, structure_job
+from ._converter import STRUCTURE_ERRORS, describe_error, structure_events, structure_job
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -355,7 +355,8 @@ class FineTunesAPI:
             return structure(data)
         except STRUCTURE_ERRORS as error:
             raise InvalidResponseError(
-                f"{path}: the response does not have the shape the API documents: {error}",
+                f"{path}: the response does not have the shape the API documents: "
+                f"{describe_error(error)}",
                 status_code=200,
                 excerpt=_excerpt(json.dumps(data, default=str).encode()),
             ) from error

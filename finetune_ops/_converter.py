@@ -71,6 +71,7 @@ from ._records import (
 
 __all__ = [
     "STRUCTURE_ERRORS",
+    "describe_error",
     "format_timestamp",
     "make_converter",
     "parse_timestamp",
@@ -294,6 +295,13 @@ def structure_events(data: object) -> tuple[FineTuneEvent, ...]:
     """Build events from a decoded JSON array of event objects (the ``data`` of an events call)."""
     events: tuple[FineTuneEvent, ...] = _structure_event_tuple(data, tuple[FineTuneEvent, ...])
     return events
+
+
+def describe_error(error: Exception) -> str:
+    """One readable line for a structuring error, naming where in the JSON it is."""
+    if isinstance(error, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(error))
+    return str(error)
 
 
 def unstructure(obj: object) -> Any:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._api import CallStats, FineTunesAPI
-from ._converter import STRUCTURE_ERRORS, structure_job
+from ._converter import STRUCTURE_ERRORS, describe_error, structure_job
 from ._errors import (
     AuthenticationError,
     FinetuneOpsError,
@@ -184,7 +184,8 @@ class Poller:
                     job = structure_job(item)
                 except STRUCTURE_ERRORS as error:
                     waiter.last_error = InvalidResponseError(
-                        f"GET /fine-tunes: the entry for {waiter.job_id} is malformed: {error}"
+                        f"GET /fine-tunes: the entry for {waiter.job_id} is malformed: "
+                        f"{describe_error(error)}"
                     )
                     continue
                 await self._seen(waiter, job)

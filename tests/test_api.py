@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -397,3 +398,36 @@ async def test_key_never_logged(sim: Simulator, caplog: pytest.LogCaptureFixture
     assert caplog.records
     assert all(KEY not in record.getMessage() for record in caplog.records)
     assert KEY not in repr(client)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"id": "ft-x"}, "required field missing @ $.status"),
+        ({"id": "ft-x", "status": 3}, "$.status"),
+        ([1, 2], "expected an object"),
+        ({"data": "nope"}, "data"),
+    ],
+)
+async def test_wrongly_shaped_json_is_invalid_response(body: object, expected: str) -> None:
+    """JSON of the wrong shape is an InvalidResponseError naming where it went wrong."""
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_get("/v1/fine-tunes/{id}", answer)
+    app.router.add_get("/v1/fine-tunes", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    client = FineTunesAPI(base_url=f"http://127.0.0.1:{runner.addresses[0][1]}", retry=FAST)
+    try:
+        with pytest.raises(InvalidResponseError, match=re.escape(expected)):
+            if isinstance(body, dict) and "data" in body:
+                await client.list()
+            else:
+                await client.retrieve("ft-x")
+    finally:
+        await client.aclose()
+        await runner.cleanup()
