@@ -401,15 +401,17 @@ async def test_key_never_logged(sim: Simulator, caplog: pytest.LogCaptureFixture
 
 
 @pytest.mark.parametrize(
-    ("body", "expected"),
+    ("body", "listing", "expected"),
     [
-        ({"id": "ft-x"}, "required field missing @ $.status"),
-        ({"id": "ft-x", "status": 3}, "$.status"),
-        ([1, 2], "expected an object"),
-        ({"data": "nope"}, "data"),
+        ({"id": "ft-x"}, False, "required field missing @ $.status"),
+        ({"id": "ft-x", "status": 3}, False, "$.status"),
+        ([1, 2], False, "expected an object"),
+        ({"data": "nope"}, True, "'data' list"),
     ],
 )
-async def test_wrongly_shaped_json_is_invalid_response(body: object, expected: str) -> None:
+async def test_wrongly_shaped_json_is_invalid_response(
+    body: object, listing: bool, expected: str
+) -> None:
     """JSON of the wrong shape is an InvalidResponseError naming where it went wrong."""
 
     async def answer(request: web.Request) -> web.Response:
@@ -422,12 +424,10 @@ async def test_wrongly_shaped_json_is_invalid_response(body: object, expected: s
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     client = FineTunesAPI(base_url=f"http://127.0.0.1:{runner.addresses[0][1]}", retry=FAST)
+    call = client.list() if listing else client.retrieve("ft-x")
     try:
         with pytest.raises(InvalidResponseError, match=re.escape(expected)):
-            if isinstance(body, dict) and "data" in body:
-                await client.list()
-            else:
-                await client.retrieve("ft-x")
+            await call
     finally:
         await client.aclose()
         await runner.cleanup()
