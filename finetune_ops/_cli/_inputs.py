@@ -1,0 +1,44 @@
+"""Which jobs a batch command works on: ids from arguments and from a file or stdin."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+
+from ._exit import ConfigError
+
+__all__ = ["parse_id_lines", "read_ids"]
+
+
+def parse_id_lines(lines: Iterable[str]) -> list[str]:
+    """One id per line; blank lines and ``#`` comments (whole-line or trailing) are skipped.
+
+    Ids are not checked here: an invalid one becomes that job's failure, so one
+    typo does not stop the rest of a batch.
+    """
+    ids: list[str] = []
+    for line in lines:
+        text = line.split("#", 1)[0].strip()
+        if text:
+            ids.append(text)
+    return ids
+
+
+def read_ids(arguments: Sequence[str], from_file: str | None) -> list[str]:
+    """The ids given as arguments, then those read from ``from_file`` ("-" for stdin).
+
+    Duplicates are dropped, keeping the first occurrence.
+    """
+    ids = list(arguments)
+    if from_file == "-":
+        if sys.stdin is None:
+            raise ConfigError("--from-file -: there is no standard input to read ids from")
+        ids += parse_id_lines(sys.stdin)
+    elif from_file is not None:
+        try:
+            with open(from_file, encoding="utf-8") as file:
+                ids += parse_id_lines(file)
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            raise ConfigError(f"cannot read job ids from {from_file!r}: {reason}") from None
+    return list(dict.fromkeys(ids))

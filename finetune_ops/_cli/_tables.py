@@ -1,0 +1,124 @@
+"""Tables for people: jobs, events, and the summary after a batch."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from finetune_ops._records import FineTuneEvent, FineTuneJob, Progress
+from finetune_ops._results import CancelResult
+
+__all__ = [
+    "age",
+    "batch_summary",
+    "events_table",
+    "jobs_table",
+    "remaining",
+    "status_text",
+]
+
+_STATUS_STYLES = {
+    "cancelled": "green",
+    "completed": "green",
+    "error": "red",
+    "user_error": "red",
+    "cancel_requested": "yellow",
+}
+
+
+def status_text(status: str | None) -> Text:
+    """A status, coloured by what it means: done, failed, stopping, or still going."""
+    if status is None:
+        return Text("-", style="dim")
+    return Text(status, style=_STATUS_STYLES.get(status, "cyan"))
+
+
+def age(moment: datetime | None, now: datetime | None = None) -> str:
+    """How long ago, shortly: ``42s ago``, ``5m ago``, ``3h ago``, ``12d ago``."""
+    if moment is None:
+        return "-"
+    now = datetime.now(UTC) if now is None else now
+    seconds = int((now - moment).total_seconds())
+    if seconds < 0:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def remaining(progress: Progress | None) -> str:
+    """The service's estimate of time left before the next stage, when it has one."""
+    if progress is None or not progress.estimate_available or progress.seconds_remaining is None:
+        return "-"
+    seconds = progress.seconds_remaining
+    if seconds >= 3600:
+        return f"~{seconds / 3600:.1f}h left"
+    if seconds >= 60:
+        return f"~{seconds // 60}m left"
+    return f"~{seconds}s left"
+
+
+def _table(*columns: str) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in columns:
+        table.add_column(column, no_wrap=column in {"id", "status", "updated", "created"})
+    return table
+
+
+def jobs_table(jobs: Iterable[FineTuneJob], *, created: bool = False) -> Table:
+    """One row per job: id, status, model, (created,) updated, progress."""
+    columns = ["id", "status", "model", *(["created"] if created else []), "updated", "progress"]
+    table = _table(*columns)
+    now = datetime.now(UTC)
+    for job in jobs:
+        row: list[str | Text] = [job.id, status_text(job.status), job.model or "-"]
+        if created:
+            row.append(age(job.created_at, now))
+        row += [age(job.updated_at, now), remaining(job.progress)]
+        table.add_row(*row)
+    return table
+
+
+def events_table(events: Iterable[FineTuneEvent]) -> Table:
+    """One row per event: time (UTC), level, type, message."""
+    table = _table("time (UTC)", "level", "type", "message")
+    for event in events:
+        when = "-"
+        if event.created_at is not None:
+            when = event.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        level = event.level or "-"
+        style = "red" if level.lower() in {"error", "fatal"} else ""
+        table.add_row(when, Text(level, style=style), event.type or "-", Text(event.message or ""))
+    return table
+
+
+def batch_summary(
+    results: Sequence[CancelResult],
+    *,
+    total: int,
+    skipped: int,
+) -> Table:
+    """Jobs per outcome (final status or error class), then the batch's totals."""
+    table = _table("outcome", "jobs")
+    table.columns[1].justify = "right"
+    outcomes = Counter(
+        str(result.status) if result.ok else type(result.error).__name__ for result in results
+    )
+    failed = {type(result.error).__name__ for result in results if not result.ok}
+    for outcome, count in sorted(outcomes.items(), key=lambda item: (item[0] in failed, item[0])):
+        style = "bold red" if outcome in failed else _STATUS_STYLES.get(outcome, "cyan")
+        table.add_row(Text(outcome, style=style), str(count))
+    if skipped:
+        table.add_row(Text("done before (journal)", style="dim"), str(skipped))
+    unfinished = total - len(results) - skipped
+    if unfinished > 0:
+        table.add_row(Text("no result (interrupted)", style="yellow"), str(unfinished))
+    table.add_section()
+    table.add_row(Text("total", style="bold"), str(total))
+    return table
