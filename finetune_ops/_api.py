@@ -14,15 +14,22 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiohttp
 
-from ._converter import STRUCTURE_ERRORS, describe_error, structure_events, structure_job
+from ._converter import (
+    STRUCTURE_ERRORS,
+    describe_error,
+    structure_events,
+    structure_job,
+    structure_jobs,
+)
 from ._errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    FinetuneOpsError,
     InvalidResponseError,
     RateLimitError,
     status_error,
@@ -35,12 +42,15 @@ from ._records import FineTuneEvent, FineTuneJob
 from ._retry import RetryEvent, Sleep, retrying
 from ._settings import resolve_api_key, resolve_base_url
 
-__all__ = ["DEFAULT_MAX_BODY_SIZE", "CallStats", "FineTunesAPI"]
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_MAX_LIST_BODY_SIZE", "CallState", "FineTunesAPI"]
 
 logger = logging.getLogger("finetune_ops")
 T = TypeVar("T")
+Body = bytes | bytearray
 
+#: Cap on one response body; the list of every job of an account gets a larger one.
 DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
+DEFAULT_MAX_LIST_BODY_SIZE = 1024 * 1024 * 1024
 _EXCERPT = 200
 
 try:
@@ -49,22 +59,119 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     _USER_AGENT = "finetune-ops"
 
 
-class CallStats:
-    """Counts the HTTP attempts one logical call made, retries included."""
+class CallState:
+    """One logical call across its retries: the attempts it made, and a way to halt it.
 
-    __slots__ = ("attempts",)
+    ``halt``, when given, is asked before every attempt; an error it returns is
+    raised instead of sending (a batch uses it to stop after a 401 or 403).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("attempts", "halt")
+
+    def __init__(self, halt: Callable[[], FinetuneOpsError | None] | None = None) -> None:
         self.attempts = 0
+        self.halt = halt
 
 
-def _excerpt(body: bytes) -> str:
+def _excerpt(body: Body) -> str:
     text = body[:_EXCERPT].decode("utf-8", "replace")
     return " ".join(text.split())
 
 
 def _request_id(headers: Mapping[str, str]) -> str | None:
     return headers.get("x-request-id") or headers.get("request-id")
+
+
+def _parse_changes(
+    payload: Body, known: Mapping[str, str | None]
+) -> tuple[dict[str, FineTuneJob | InvalidResponseError], set[str]]:
+    """Parse a job list, structuring only the ``known`` jobs whose status moved."""
+    changed: dict[str, FineTuneJob | InvalidResponseError] = {}
+    mentioned: set[str] = set()
+
+    def job_or_drop(obj: dict[str, Any]) -> dict[str, Any] | None:
+        # Called for each object, innermost first: only jobs have both keys.
+        if "status" not in obj or "id" not in obj:
+            return obj
+        job_id = obj["id"]
+        if isinstance(job_id, str) and job_id in known:
+            mentioned.add(job_id)
+            if obj["status"] != known[job_id]:
+                try:
+                    changed[job_id] = structure_job(obj)
+                except STRUCTURE_ERRORS as error:
+                    changed[job_id] = InvalidResponseError(
+                        f"GET /fine-tunes: the entry for {job_id} is malformed: "
+                        f"{describe_error(error)}",
+                        status_code=200,
+                    )
+        return None
+
+    data = json.loads(payload, object_hook=job_or_drop)
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise ValueError("expected an object with a 'data' list of jobs")
+    return changed, mentioned
+
+
+async def _read(response: aiohttp.ClientResponse, method: str, url: str, limit: int) -> Body:
+    """The whole body, refused as soon as it is known to exceed ``limit`` bytes.
+
+    A body of known length is copied once into a buffer of that size, rather
+    than collected in pieces and joined, which would briefly need twice its size.
+    """
+
+    def too_big(size: str) -> InvalidResponseError:
+        return InvalidResponseError(
+            f"{method} {url}: response body {size} exceeds the {limit} byte cap",
+            status_code=response.status,
+            request_id=_request_id(response.headers),
+            method=method,
+            url=url,
+        )
+
+    length = response.content_length
+    if length is not None and length > limit:
+        raise too_big(f"of {length} bytes")
+    body = bytearray(length or 0)
+    size = 0
+    async for chunk in response.content.iter_any():
+        end = size + len(chunk)
+        if end > limit:
+            raise too_big("without a declared length" if length is None else "longer than declared")
+        if end <= len(body):
+            body[size:end] = chunk
+        else:
+            body += chunk
+        size = end
+    del body[size:]
+    return body
+
+
+def _decode(
+    payload: Body,
+    loads: Callable[[Body], Any],
+    status: int,
+    headers: Mapping[str, str],
+    method: str,
+    url: str,
+) -> Any:
+    problem = "an empty body" if not payload or payload.isspace() else None
+    if problem is None:
+        try:
+            return loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            kind = headers.get("Content-Type", "").split(";")[0] or "no content type"
+            problem = f"a body that is not valid JSON ({kind})"
+        except ValueError as error:  # valid JSON of the wrong shape
+            problem = f"JSON of the wrong shape: {error}"
+    raise InvalidResponseError(
+        f"{method} {url}: HTTP {status} with {problem}",
+        status_code=status,
+        excerpt=_excerpt(payload),
+        request_id=_request_id(headers),
+        method=method,
+        url=url,
+    )
 
 
 class FineTunesAPI:
@@ -88,6 +195,7 @@ class FineTunesAPI:
         max_requests_per_second: float | None = None,
         allow_insecure_http: bool = False,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_list_body_size: int = DEFAULT_MAX_LIST_BODY_SIZE,
         on_retry: Callable[[RetryEvent], Awaitable[None]] | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -95,8 +203,8 @@ class FineTunesAPI:
             raise TypeError("max_concurrency must be an int")
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        if max_body_size < 1:
-            raise ValueError(f"max_body_size must be >= 1, got {max_body_size}")
+        if max_body_size < 1 or max_list_body_size < 1:
+            raise ValueError("body size caps must be >= 1 byte")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise TypeError("session must be an aiohttp.ClientSession")
         self.base_url = resolve_base_url(base_url, allow_insecure_http=allow_insecure_http)
@@ -115,6 +223,7 @@ class FineTunesAPI:
             total=timeouts.request, connect=timeouts.connect
         )
         self._max_body_size = max_body_size
+        self._max_list_body_size = max_list_body_size
         self._on_retry = on_retry
         self._sleep = sleep
         self._closed = False
@@ -128,41 +237,52 @@ class FineTunesAPI:
 
     # -- the endpoints -------------------------------------------------------
 
-    async def cancel(self, job_id: str, *, stats: CallStats | None = None) -> FineTuneJob:
+    async def cancel(self, job_id: str, *, stats: CallState | None = None) -> FineTuneJob:
         """POST /fine-tunes/{id}/cancel: the job as the API left it (truncated record)."""
         path = f"/fine-tunes/{check_job_id(job_id)}/cancel"
         data = await self._call("POST", path, "cancel", job_id, stats)
         return self._structure(structure_job, data, path)
 
-    async def retrieve(self, job_id: str, *, stats: CallStats | None = None) -> FineTuneJob:
+    async def retrieve(self, job_id: str, *, stats: CallState | None = None) -> FineTuneJob:
         """GET /fine-tunes/{id}: the full job record."""
         path = f"/fine-tunes/{check_job_id(job_id)}"
         data = await self._call("GET", path, "retrieve", job_id, stats)
         return self._structure(structure_job, data, path)
 
-    async def list_raw(self, *, stats: CallStats | None = None) -> list[dict[str, Any]]:
-        """GET /fine-tunes, unstructured: the account's jobs as JSON objects.
+    async def list_changes(
+        self, known: Mapping[str, str | None], *, stats: CallState | None = None
+    ) -> tuple[dict[str, FineTuneJob | InvalidResponseError], set[str]]:
+        """GET /fine-tunes for polling: what changed among the ``known`` jobs.
 
-        Batched polling picks the few it needs out of thousands, so structuring
-        is left to the caller.
+        ``known`` maps the ids being watched to their last status (None: not
+        seen yet). Returns the jobs whose listed status differs, structured (or
+        the error that made one unreadable), and the ids the list mentioned at
+        all. Every other job is dropped while the body is parsed, so even a
+        100,000-job listing is never held in memory as JSON objects.
         """
-        data = await self._call("GET", "/fine-tunes", "list", None, stats)
-        items = data.get("data") if isinstance(data, dict) else None
-        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-            raise InvalidResponseError(
-                "GET /fine-tunes: expected an object with a 'data' list of jobs",
-                status_code=200,
-                excerpt=_excerpt(json.dumps(data)[:_EXCERPT].encode()),
-            )
-        return items
+        return cast(
+            tuple[dict[str, FineTuneJob | InvalidResponseError], set[str]],
+            await self._call(
+                "GET",
+                "/fine-tunes",
+                "list",
+                None,
+                stats,
+                loads=lambda payload: _parse_changes(payload, known),
+                limit=self._max_list_body_size,
+            ),
+        )
 
-    async def list(self, *, stats: CallStats | None = None) -> list[FineTuneJob]:
+    async def list(self, *, stats: CallState | None = None) -> list[FineTuneJob]:
         """GET /fine-tunes: every job of the account (truncated records)."""
-        items = await self.list_raw(stats=stats)
-        return [self._structure(structure_job, item, "/fine-tunes") for item in items]
+        data = await self._call(
+            "GET", "/fine-tunes", "list", None, stats, limit=self._max_list_body_size
+        )
+        items = data.get("data") if isinstance(data, dict) else None
+        return self._structure(structure_jobs, items, "/fine-tunes")
 
     async def events(
-        self, job_id: str, *, stats: CallStats | None = None
+        self, job_id: str, *, stats: CallState | None = None
     ) -> tuple[FineTuneEvent, ...]:
         """GET /fine-tunes/{id}/events: the job's events, oldest first."""
         path = f"/fine-tunes/{check_job_id(job_id)}/events"
@@ -202,13 +322,16 @@ class FineTunesAPI:
         path: str,
         endpoint: str,
         job_id: str | None,
-        stats: CallStats | None,
+        stats: CallState | None,
         *,
         body: Any = None,
         retry: RetryPolicy | None = None,
+        loads: Callable[[Body], Any] = json.loads,
+        limit: int | None = None,
     ) -> Any:
         session = self._ensure_session()
         url = self.base_url + path
+        limit = limit or self._max_body_size
 
         async def attempt() -> Any:
             async with self._slots:
@@ -216,8 +339,10 @@ class FineTunesAPI:
                 # slots can slip out during a rate-limit pause.
                 await self.gate.wait()
                 if stats is not None:
+                    if stats.halt is not None and (error := stats.halt()) is not None:
+                        raise error
                     stats.attempts += 1
-                return await self._send(session, method, url, body)
+                return await self._send(session, method, url, body, loads, limit)
 
         async def on_retry(event: RetryEvent) -> None:
             if isinstance(event.cause, RateLimitError) and event.cause.retry_after is not None:
@@ -235,7 +360,15 @@ class FineTunesAPI:
             sleep=self._sleep,
         )
 
-    async def _send(self, session: aiohttp.ClientSession, method: str, url: str, body: Any) -> Any:
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        body: Any,
+        loads: Callable[[Body], Any],
+        limit: int,
+    ) -> Any:
         try:
             async with session.request(
                 method,
@@ -245,7 +378,7 @@ class FineTunesAPI:
                 allow_redirects=False,  # never carry the key to another place
                 timeout=self._client_timeout,
             ) as response:
-                payload = await self._read(response, method, url)
+                payload = await _read(response, method, url, limit)
                 status = response.status
                 headers = response.headers
         except TimeoutError as error:
@@ -268,59 +401,11 @@ class FineTunesAPI:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s -> %d", method, url, status)
         if 200 <= status < 300:
-            return self._decode(payload, status, headers, method, url)
+            return _decode(payload, loads, status, headers, method, url)
         raise self._status_error(payload, status, headers, method, url)
 
-    async def _read(self, response: aiohttp.ClientResponse, method: str, url: str) -> bytes:
-        limit = self._max_body_size
-        length = response.content_length
-        if length is not None and length > limit:
-            raise InvalidResponseError(
-                f"{method} {url}: response body of {length} bytes exceeds the {limit} byte cap",
-                status_code=response.status,
-                request_id=_request_id(response.headers),
-                method=method,
-                url=url,
-            )
-        if length is not None:
-            return await response.read()
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_chunked(1 << 16):
-            size += len(chunk)
-            if size > limit:
-                raise InvalidResponseError(
-                    f"{method} {url}: response body exceeds the {limit} byte cap",
-                    status_code=response.status,
-                    request_id=_request_id(response.headers),
-                    method=method,
-                    url=url,
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    @staticmethod
-    def _decode(
-        payload: bytes, status: int, headers: Mapping[str, str], method: str, url: str
-    ) -> Any:
-        problem = "an empty body" if not payload.strip() else None
-        if problem is None:
-            try:
-                return json.loads(payload)
-            except (UnicodeDecodeError, ValueError):
-                kind = headers.get("Content-Type", "").split(";")[0] or "no content type"
-                problem = f"a body that is not valid JSON ({kind})"
-        raise InvalidResponseError(
-            f"{method} {url}: HTTP {status} with {problem}",
-            status_code=status,
-            excerpt=_excerpt(payload),
-            request_id=_request_id(headers),
-            method=method,
-            url=url,
-        )
-
     def _status_error(
-        self, payload: bytes, status: int, headers: Mapping[str, str], method: str, url: str
+        self, payload: Body, status: int, headers: Mapping[str, str], method: str, url: str
     ) -> APIStatusError:
         fields: dict[str, Any] = {}
         try:

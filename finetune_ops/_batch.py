@@ -13,7 +13,7 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncGenerator, Iterable
 
-from ._api import CallStats, FineTunesAPI
+from ._api import CallState, FineTunesAPI
 from ._errors import BadRequestError, FinetuneOpsError, InvalidJobIdError
 from ._events import Emit, JobFinished, StatusChanged
 from ._ids import check_job_id
@@ -23,6 +23,8 @@ from ._records import FineTuneJob
 from ._results import CancelResult
 
 __all__ = ["Batch"]
+
+_WORKERS_PER_SLOT = 8
 
 
 class _Stopped:
@@ -112,14 +114,16 @@ class Batch:
                     group.create_task(poller.run())
                 if self._cancel:
                     self._todo.extend(job_ids)
-                    workers = min(len(job_ids), 2 * self._api.max_concurrency)
+                    # Workers wait out their job's retry backoff, so there are more of
+                    # them than request slots: the slots stay busy meanwhile.
+                    workers = min(len(job_ids), _WORKERS_PER_SLOT * self._api.max_concurrency)
                     tasks = [group.create_task(self._work()) for _ in range(workers)]
                     if self._poller is not None:
                         await asyncio.gather(*tasks)
                         self._poller.close()
                 elif self._poller is not None:
                     for job_id in job_ids:
-                        self._poller.add(Waiter(job_id, None, CallStats()))
+                        self._poller.add(Waiter(job_id, None, CallState(halt=self._halt)))
                     self._poller.close()
         except BaseException as error:
             self._queue.put_nowait(_Stopped(error))
@@ -130,7 +134,7 @@ class Batch:
             await self._cancel_one(self._todo.popleft())
 
     async def _cancel_one(self, job_id: str) -> None:
-        stats = CallStats()
+        stats = CallState(halt=self._halt)
         if self._fatal is not None:
             await self._finish(job_id, stats, None, self._fatal)
             return
@@ -158,12 +162,15 @@ class Batch:
         else:
             await self._finish(job_id, stats, job, None)
 
-    async def _terminal_or_none(self, job_id: str, stats: CallStats) -> FineTuneJob | None:
+    async def _terminal_or_none(self, job_id: str, stats: CallState) -> FineTuneJob | None:
         try:
             job = await self._api.retrieve(job_id, stats=stats)
         except FinetuneOpsError:
             return None
         return job if job.status.is_terminal else None
+
+    def _halt(self) -> FinetuneOpsError | None:
+        return self._fatal
 
     async def _fail_all(self, error: FinetuneOpsError) -> None:
         """Stop sending: every job without a result yet gets ``error``."""
@@ -183,7 +190,7 @@ class Batch:
     async def _finish(
         self,
         job_id: str,
-        stats: CallStats,
+        stats: CallState,
         job: FineTuneJob | None,
         error: FinetuneOpsError | None,
     ) -> None:

@@ -11,13 +11,12 @@ hold thousands of unrelated jobs.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from ._api import CallStats, FineTunesAPI
-from ._converter import STRUCTURE_ERRORS, describe_error, structure_job
+from ._api import CallState, FineTunesAPI
 from ._errors import (
     AuthenticationError,
     FinetuneOpsError,
@@ -31,6 +30,10 @@ from ._records import FineTuneJob
 
 __all__ = ["FATAL_ERRORS", "Poller", "Waiter"]
 
+logger = logging.getLogger("finetune_ops")
+
+_SLOW_ROUND_FACTOR = 3.0
+
 #: Errors that no other job of the batch can escape either.
 FATAL_ERRORS = (AuthenticationError, PermissionDeniedError)
 
@@ -40,7 +43,7 @@ class Waiter:
 
     __slots__ = ("job", "job_id", "last_error", "stats")
 
-    def __init__(self, job_id: str, job: FineTuneJob | None, stats: CallStats) -> None:
+    def __init__(self, job_id: str, job: FineTuneJob | None, stats: CallState) -> None:
         self.job_id = job_id
         self.job = job
         self.stats = stats
@@ -84,6 +87,8 @@ class Poller:
         self._wake = asyncio.Event()
         self._unseen = 0  # waiters added with no record yet: they are looked at at once
         self._closed = False
+        self._use_list = True
+        self._last_round = 0.0  # seconds the last poll round took
 
     @property
     def waiting(self) -> int:
@@ -129,11 +134,13 @@ class Poller:
                 await self._expire()
                 continue
             self._unseen = 0
+            started = loop.time()
             try:
                 async with asyncio.timeout_at(self._deadline_or_none):
                     await self._poll_once()
             except TimeoutError:
                 await self._expire()
+            self._last_round = loop.time() - started
             tick += 1
 
     def _pause(self, tick: int) -> float:
@@ -141,7 +148,11 @@ class Poller:
             return 0.0
         delay = self._policy.delay(tick)
         jitter = self._policy.jitter
-        return delay * (1.0 + self._rng.uniform(-jitter, jitter)) if jitter else delay
+        if jitter:
+            delay *= 1.0 + self._rng.uniform(-jitter, jitter)
+        # A round that itself takes long (a list of 100,000 jobs) is not repeated
+        # back to back: polling gets at most about a quarter of the time.
+        return max(delay, _SLOW_ROUND_FACTOR * self._last_round)
 
     async def _expire(self) -> None:
         waiters, self._waiting = list(self._waiting.values()), {}
@@ -157,39 +168,35 @@ class Poller:
 
     async def _poll_once(self) -> None:
         waiters = list(self._waiting.values())
-        if len(waiters) > self._policy.batch_threshold:
+        if self._use_list and len(waiters) > self._policy.batch_threshold:
             waiters = await self._poll_list(waiters)
         if waiters:
             await asyncio.gather(*(self._poll_one(waiter) for waiter in waiters))
 
     async def _poll_list(self, waiters: list[Waiter]) -> list[Waiter]:
-        """One list request for all; returns the waiters the list did not mention."""
+        """One list request for all; returns the waiters it could not answer for."""
+        known = {w.job_id: (str(w.job.status) if w.job else None) for w in waiters}
         try:
-            items = await self._api.list_raw()
+            changed, mentioned = await self._api.list_changes(known)
         except FATAL_ERRORS as error:
             await self._on_fatal(error)
             return []
+        except InvalidResponseError as error:
+            # Too large or unreadable even after retries: one GET per job from now on.
+            logger.warning("the job list cannot be used for polling (%s); polling each job", error)
+            self._use_list = False
+            return waiters
         except FinetuneOpsError as error:
             for waiter in waiters:
                 waiter.last_error = error
             return []  # next tick tries again
-        by_id: dict[Any, dict[str, Any]] = {item.get("id"): item for item in items}
-        missing = []
         for waiter in waiters:
-            item = by_id.get(waiter.job_id)
-            if item is None:
-                missing.append(waiter)
-            elif waiter.job is None or item.get("status") != waiter.job.status:
-                try:
-                    job = structure_job(item)
-                except STRUCTURE_ERRORS as error:
-                    waiter.last_error = InvalidResponseError(
-                        f"GET /fine-tunes: the entry for {waiter.job_id} is malformed: "
-                        f"{describe_error(error)}"
-                    )
-                    continue
-                await self._seen(waiter, job)
-        return missing
+            update = changed.get(waiter.job_id)
+            if isinstance(update, InvalidResponseError):
+                waiter.last_error = update
+            elif update is not None:
+                await self._seen(waiter, update)
+        return [waiter for waiter in waiters if waiter.job_id not in mentioned]
 
     async def _poll_one(self, waiter: Waiter) -> None:
         try:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import pytest
 import pytest_asyncio
+from aiohttp import web
 
 pytest_plugins = ["pytester", "finetune_ops.testing.pytest_plugin"]
 
@@ -35,3 +38,23 @@ async def _no_leaks() -> AsyncIterator[None]:
     loop.set_exception_handler(None)
     assert not leftover, f"tasks outlived the test: {leftover}"
     assert not reported, f"the event loop reported errors: {[c.get('message') for c in reported]}"
+
+
+@contextlib.asynccontextmanager
+async def _serve(app: web.Application) -> AsyncIterator[str]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+def serve_app() -> Callable[[web.Application], contextlib.AbstractAsyncContextManager[str]]:
+    """Serve a hand-made aiohttp app on a loopback port: ``async with serve_app(app) as url``.
+
+    For server behaviour the simulator does not have (redirects, odd bodies).
+    """
+    return _serve

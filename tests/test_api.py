@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 
 import aiohttp
 import pytest
@@ -16,6 +17,7 @@ from finetune_ops import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    FineTuneJob,
     FinetuneOpsError,
     InternalServerError,
     InvalidJobIdError,
@@ -27,8 +29,10 @@ from finetune_ops import (
     RetryPolicy,
     Timeouts,
 )
-from finetune_ops._api import CallStats, FineTunesAPI
+from finetune_ops._api import CallState, FineTunesAPI
 from finetune_ops.testing import FaultKind, FaultPlan, ManualClock, Simulator
+
+ServeApp = Callable[[web.Application], AbstractAsyncContextManager[str]]
 
 KEY = "sk-test-0123456789-secret"
 FAST = RetryPolicy(wait_initial=0, wait_max=0, wait_jitter=0)
@@ -78,7 +82,7 @@ async def test_create(sim: Simulator, api: FineTunesAPI) -> None:
 
 async def test_unknown_id_is_not_found(sim: Simulator, api: FineTunesAPI) -> None:
     """A 404 is raised once, with the error body's fields, and not retried."""
-    stats = CallStats()
+    stats = CallState()
     with pytest.raises(NotFoundError) as info:
         await api.cancel("ft-does-not-exist", stats=stats)
     assert info.value.status_code == 404
@@ -170,7 +174,7 @@ async def test_each_fault_is_retried_to_success(sim: Simulator, kind: FaultKind)
         timeouts=Timeouts(request=0.3),
         on_retry=on_retry,
     )
-    stats = CallStats()
+    stats = CallState()
     try:
         job = await client.cancel(job_id, stats=stats)
     finally:
@@ -274,16 +278,37 @@ async def test_shared_rate_limit_pause(sim: Simulator) -> None:
 
 
 async def test_body_cap(sim: Simulator) -> None:
-    """A body over the cap is refused instead of read into memory."""
-    sim.add_jobs(50)
+    """A body over its cap is refused instead of read into memory; the list has its own cap."""
+    job_id = sim.add_jobs(50)[0]
     client = FineTunesAPI(
-        api_key=KEY, base_url=sim.base_url, retry=RetryPolicy.no_retry(), max_body_size=1000
+        api_key=KEY,
+        base_url=sim.base_url,
+        retry=RetryPolicy.no_retry(),
+        max_body_size=1000,
+        max_list_body_size=2000,
     )
     try:
-        with pytest.raises(InvalidResponseError, match="exceeds"):
+        with pytest.raises(InvalidResponseError, match="exceeds the 1000 byte cap"):
+            await client.retrieve(job_id)
+        with pytest.raises(InvalidResponseError, match="exceeds the 2000 byte cap"):
             await client.list()
     finally:
         await client.aclose()
+
+
+async def test_list_changes_keeps_only_moved_jobs(sim: Simulator, api: FineTunesAPI) -> None:
+    """Polling the list structures only watched jobs whose status moved, and says which it saw."""
+    ids = sim.add_jobs(20, statuses=("running",))
+    sim.set_status(ids[7], "completed")
+    known: dict[str, str | None] = {ids[3]: "running", ids[7]: "running", ids[9]: None}
+    known["ft-not-there"] = "running"
+    changed, mentioned = await api.list_changes(known)
+    assert mentioned == {ids[3], ids[7], ids[9]}
+    assert sorted(changed) == sorted([ids[7], ids[9]])
+    completed = changed[ids[7]]
+    assert isinstance(completed, FineTuneJob)
+    assert completed.status == "completed"
+    assert completed.training_type is not None
 
 
 async def test_connection_refused() -> None:
@@ -326,7 +351,7 @@ async def test_environment_proxy_is_ignored(
         await client.aclose()
 
 
-async def test_redirects_are_not_followed() -> None:
+async def test_redirects_are_not_followed(serve_app: ServeApp) -> None:
     """A redirect is an error; the key never travels to the place it points at."""
     seen: list[str | None] = []
 
@@ -340,18 +365,13 @@ async def test_redirects_are_not_followed() -> None:
     app = web.Application()
     app.router.add_get("/v1/fine-tunes", redirect)
     app.router.add_get("/elsewhere/v1/fine-tunes", elsewhere)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    client = FineTunesAPI(api_key=KEY, base_url=f"http://127.0.0.1:{port}", retry=FAST)
-    try:
-        with pytest.raises(FinetuneOpsError, match="redirect"):
-            await client.list()
-    finally:
-        await client.aclose()
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        client = FineTunesAPI(api_key=KEY, base_url=url, retry=FAST)
+        try:
+            with pytest.raises(FinetuneOpsError, match="redirect"):
+                await client.list()
+        finally:
+            await client.aclose()
     assert seen == []
 
 
@@ -406,11 +426,11 @@ async def test_key_never_logged(sim: Simulator, caplog: pytest.LogCaptureFixture
         ({"id": "ft-x"}, False, "required field missing @ $.status"),
         ({"id": "ft-x", "status": 3}, False, "$.status"),
         ([1, 2], False, "expected an object"),
-        ({"data": "nope"}, True, "'data' list"),
+        ({"data": "nope"}, True, "expected an array"),
     ],
 )
 async def test_wrongly_shaped_json_is_invalid_response(
-    body: object, listing: bool, expected: str
+    serve_app: ServeApp, body: object, listing: bool, expected: str
 ) -> None:
     """JSON of the wrong shape is an InvalidResponseError naming where it went wrong."""
 
@@ -420,14 +440,28 @@ async def test_wrongly_shaped_json_is_invalid_response(
     app = web.Application()
     app.router.add_get("/v1/fine-tunes/{id}", answer)
     app.router.add_get("/v1/fine-tunes", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    client = FineTunesAPI(base_url=f"http://127.0.0.1:{runner.addresses[0][1]}", retry=FAST)
-    call = client.list() if listing else client.retrieve("ft-x")
-    try:
-        with pytest.raises(InvalidResponseError, match=re.escape(expected)):
-            await call
-    finally:
-        await client.aclose()
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        client = FineTunesAPI(base_url=url, retry=FAST)
+        call = client.list() if listing else client.retrieve("ft-x")
+        try:
+            with pytest.raises(InvalidResponseError, match=re.escape(expected)):
+                await call
+        finally:
+            await client.aclose()
+
+
+async def test_list_changes_refuses_a_list_without_data(serve_app: ServeApp) -> None:
+    """A list body without its 'data' array is an InvalidResponseError, like any bad body."""
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response({"jobs": []})
+
+    app = web.Application()
+    app.router.add_get("/v1/fine-tunes", answer)
+    async with serve_app(app) as url:
+        client = FineTunesAPI(base_url=url, retry=RetryPolicy.no_retry())
+        try:
+            with pytest.raises(InvalidResponseError, match="'data' list"):
+                await client.list_changes({"ft-a": None})
+        finally:
+            await client.aclose()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, aclosing
 
 import aiohttp
 import pytest
@@ -217,7 +217,9 @@ async def test_authentication_failure_is_fatal() -> None:
     assert "wrong-key" not in str(info.value)
 
 
-async def test_bad_request_on_active_job_is_a_failure() -> None:
+async def test_bad_request_on_active_job_is_a_failure(
+    serve_app: Callable[[web.Application], AbstractAsyncContextManager[str]],
+) -> None:
     """A 400 for a job that is still active is reported, not mistaken for 'already ended'."""
     job = {"id": "ft-active", "status": "running", "created_at": "2026-01-01T00:00:00Z"}
 
@@ -231,17 +233,10 @@ async def test_bad_request_on_active_job_is_a_failure() -> None:
     app = web.Application()
     app.router.add_post("/v1/fine-tunes/{id}/cancel", refuse)
     app.router.add_get("/v1/fine-tunes/{id}", retrieve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
-        async with JobManager(base_url=url) as jobs:
-            report = await jobs.cancel_many(["ft-active"])
-            with pytest.raises(BadRequestError, match="cannot cancel now"):
-                await jobs.cancel("ft-active")
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url, JobManager(base_url=url) as jobs:
+        report = await jobs.cancel_many(["ft-active"])
+        with pytest.raises(BadRequestError, match="cannot cancel now"):
+            await jobs.cancel("ft-active")
     [result] = report.results
     assert isinstance(result.error, BadRequestError)
     assert not result.cancel_sent
@@ -402,3 +397,14 @@ def test_logger_has_a_null_handler() -> None:
     """The library's logger is silent until the application configures logging."""
     handlers = logging.getLogger("finetune_ops").handlers
     assert any(isinstance(handler, logging.NullHandler) for handler in handlers)
+
+
+async def test_unusable_list_falls_back_to_one_get_per_job(sim: Simulator) -> None:
+    """When the list stays unreadable after its retries, each job is polled on its own."""
+    ids = sim.add_jobs(20, statuses=("completed",))
+    sim.inject(FaultKind.TRUNCATED_JSON, endpoint="list", times=FAST_RETRY.attempts)
+    async with JobManager(base_url=sim.base_url, retry=FAST_RETRY, poll=FAST_POLL) as jobs:
+        report = await jobs.wait_many(ids, timeout=30)
+    assert report.by_status == {"completed": 20}
+    assert sim.counters["list"] == FAST_RETRY.attempts
+    assert sim.counters["retrieve"] == 20
