@@ -389,6 +389,36 @@ def events(
 # -- the simulator ---------------------------------------------------------------------
 
 
+def _simulation_options(*, fault_rate: float) -> Callable[[F], F]:
+    """The options that shape a simulated API: its faults, its seed, its cancel delay."""
+
+    def decorate(command: F) -> F:
+        options = (
+            click.option(
+                "--fault-rate",
+                type=click.FloatRange(0, 1),
+                default=fault_rate,
+                show_default=True,
+                help="Share of requests that fail on purpose (429, 5xx, resets, broken bodies).",
+            ),
+            click.option(
+                "--seed", type=int, default=0, show_default=True, help="Seed for ids and faults."
+            ),
+            click.option(
+                "--cancel-delay",
+                type=click.FloatRange(min=0),
+                default=1.0,
+                show_default=True,
+                help="Seconds a simulated job takes to stop after its cancel.",
+            ),
+        )
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 @cli.command()
 @click.option(
     "--port",
@@ -405,21 +435,7 @@ def events(
     show_default=True,
     help="Active jobs (pending, queued, running) to start with.",
 )
-@click.option(
-    "--fault-rate",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="Share of requests that fail on purpose (429, 5xx, resets, broken bodies).",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for ids and faults.")
-@click.option(
-    "--cancel-delay",
-    type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    help="Seconds from cancel_requested to cancelled.",
-)
+@_simulation_options(fault_rate=0.0)
 @click.pass_context
 def simulate(
     ctx: click.Context,
@@ -454,21 +470,7 @@ def simulate(
     show_default=True,
     help="Running jobs to cancel.",
 )
-@click.option(
-    "--fault-rate",
-    type=click.FloatRange(0, 1),
-    default=0.05,
-    show_default=True,
-    help="Share of requests that fail on purpose.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for ids and faults.")
-@click.option(
-    "--cancel-delay",
-    type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    help="Seconds a simulated job takes to stop after its cancel.",
-)
+@_simulation_options(fault_rate=0.05)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def demo(
