@@ -46,7 +46,6 @@ __all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_MAX_LIST_BODY_SIZE", "CallState", "
 
 logger = logging.getLogger("finetune_ops")
 T = TypeVar("T")
-Body = bytes | bytearray
 
 #: Cap on one response body; the list of every job of an account gets a larger one.
 DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
@@ -73,8 +72,10 @@ class CallState:
         self.halt = halt
 
 
-def _excerpt(body: Body) -> str:
-    text = body[:_EXCERPT].decode("utf-8", "replace")
+def _excerpt(body: bytes | bytearray | str) -> str:
+    text = body[:_EXCERPT]
+    if not isinstance(text, str):
+        text = text.decode("utf-8", "replace")
     return " ".join(text.split())
 
 
@@ -83,7 +84,7 @@ def _request_id(headers: Mapping[str, str]) -> str | None:
 
 
 def _parse_changes(
-    payload: Body, known: Mapping[str, str | None]
+    text: str, known: Mapping[str, str | None]
 ) -> tuple[dict[str, FineTuneJob | InvalidResponseError], set[str]]:
     """Parse a job list, structuring only the ``known`` jobs whose status moved."""
     changed: dict[str, FineTuneJob | InvalidResponseError] = {}
@@ -107,13 +108,13 @@ def _parse_changes(
                     )
         return None
 
-    data = json.loads(payload, object_hook=job_or_drop)
+    data = json.loads(text, object_hook=job_or_drop)
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise ValueError("expected an object with a 'data' list of jobs")
     return changed, mentioned
 
 
-async def _read(response: aiohttp.ClientResponse, method: str, url: str, limit: int) -> Body:
+async def _read(response: aiohttp.ClientResponse, method: str, url: str, limit: int) -> bytearray:
     """The whole body, refused as soon as it is known to exceed ``limit`` bytes.
 
     A body of known length is copied once into a buffer of that size, rather
@@ -148,26 +149,36 @@ async def _read(response: aiohttp.ClientResponse, method: str, url: str, limit: 
 
 
 def _decode(
-    payload: Body,
-    loads: Callable[[Body], Any],
+    payload: bytearray,
+    loads: Callable[[str], Any],
     status: int,
     headers: Mapping[str, str],
     method: str,
     url: str,
 ) -> Any:
-    problem = "an empty body" if not payload or payload.isspace() else None
-    if problem is None:
-        try:
-            return loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            kind = headers.get("Content-Type", "").split(";")[0] or "no content type"
-            problem = f"a body that is not valid JSON ({kind})"
-        except ValueError as error:  # valid JSON of the wrong shape
-            problem = f"JSON of the wrong shape: {error}"
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        problem, excerpt = "a body that is not UTF-8 text", _excerpt(payload)
+    else:
+        # Only the text is needed from here on: a 100 MB job list gives its bytes
+        # back before parsing instead of holding both.
+        payload.clear()
+        excerpt = _excerpt(text)
+        if not text or text.isspace():
+            problem = "an empty body"
+        else:
+            try:
+                return loads(text)
+            except json.JSONDecodeError:
+                kind = headers.get("Content-Type", "").split(";")[0] or "no content type"
+                problem = f"a body that is not valid JSON ({kind})"
+            except ValueError as error:  # valid JSON of the wrong shape
+                problem = f"JSON of the wrong shape: {error}"
     raise InvalidResponseError(
         f"{method} {url}: HTTP {status} with {problem}",
         status_code=status,
-        excerpt=_excerpt(payload),
+        excerpt=excerpt,
         request_id=_request_id(headers),
         method=method,
         url=url,
@@ -268,7 +279,7 @@ class FineTunesAPI:
                 "list",
                 None,
                 stats,
-                loads=lambda payload: _parse_changes(payload, known),
+                loads=lambda text: _parse_changes(text, known),
                 limit=self._max_list_body_size,
             ),
         )
@@ -326,7 +337,7 @@ class FineTunesAPI:
         *,
         body: Any = None,
         retry: RetryPolicy | None = None,
-        loads: Callable[[Body], Any] = json.loads,
+        loads: Callable[[str], Any] = json.loads,
         limit: int | None = None,
     ) -> Any:
         session = self._ensure_session()
@@ -366,7 +377,7 @@ class FineTunesAPI:
         method: str,
         url: str,
         body: Any,
-        loads: Callable[[Body], Any],
+        loads: Callable[[str], Any],
         limit: int,
     ) -> Any:
         try:
@@ -405,7 +416,7 @@ class FineTunesAPI:
         raise self._status_error(payload, status, headers, method, url)
 
     def _status_error(
-        self, payload: Body, status: int, headers: Mapping[str, str], method: str, url: str
+        self, payload: bytearray, status: int, headers: Mapping[str, str], method: str, url: str
     ) -> APIStatusError:
         fields: dict[str, Any] = {}
         try:

@@ -32,7 +32,7 @@ __all__ = ["FATAL_ERRORS", "Poller", "Waiter"]
 
 logger = logging.getLogger("finetune_ops")
 
-_SLOW_ROUND_FACTOR = 3.0
+_SLOW_ROUND_FACTOR = 1.0
 
 #: Errors that no other job of the batch can escape either.
 FATAL_ERRORS = (AuthenticationError, PermissionDeniedError)
@@ -151,7 +151,7 @@ class Poller:
         if jitter:
             delay *= 1.0 + self._rng.uniform(-jitter, jitter)
         # A round that itself takes long (a list of 100,000 jobs) is not repeated
-        # back to back: polling gets at most about a quarter of the time.
+        # back to back: polling gets at most about half of the time.
         return max(delay, _SLOW_ROUND_FACTOR * self._last_round)
 
     async def _expire(self) -> None:
