@@ -748,3 +748,19 @@ def test_arbitrary_json_gives_a_job_or_a_structure_error(payload: Json) -> None:
     except STRUCTURE_ERRORS:
         return
     assert isinstance(job, FineTuneJob)
+
+
+def test_shared_settings_records_are_reused() -> None:
+    """Jobs with the same training settings share one frozen record instead of a copy each."""
+    common = {
+        "training_type": {"type": "Lora", "lora_r": 8, "lora_alpha": 16},
+        "training_method": {"method": "sft", "train_on_inputs": "auto"},
+        "lr_scheduler": {"lr_scheduler_type": "linear", "lr_scheduler_args": {"min_lr_ratio": 0}},
+    }
+    first = structure_job({"id": "ft-a", "status": "running", **common})
+    second = structure_job({"id": "ft-b", "status": "running", **common})
+    assert first.training_type is second.training_type
+    assert first.training_method is second.training_method
+    assert first.lr_scheduler is second.lr_scheduler
+    other = structure_job({"id": "ft-c", "status": "running", "training_type": {"type": "Full"}})
+    assert other.training_type != first.training_type
