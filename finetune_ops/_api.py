@@ -248,20 +248,20 @@ class FineTunesAPI:
 
     # -- the endpoints -------------------------------------------------------
 
-    async def cancel(self, job_id: str, *, stats: CallState | None = None) -> FineTuneJob:
+    async def cancel(self, job_id: str, *, call: CallState | None = None) -> FineTuneJob:
         """POST /fine-tunes/{id}/cancel: the job as the API left it (truncated record)."""
         path = f"/fine-tunes/{check_job_id(job_id)}/cancel"
-        data = await self._call("POST", path, "cancel", job_id, stats)
+        data = await self._request("POST", path, "cancel", job_id, call)
         return self._structure(structure_job, data, path)
 
-    async def retrieve(self, job_id: str, *, stats: CallState | None = None) -> FineTuneJob:
+    async def retrieve(self, job_id: str, *, call: CallState | None = None) -> FineTuneJob:
         """GET /fine-tunes/{id}: the full job record."""
         path = f"/fine-tunes/{check_job_id(job_id)}"
-        data = await self._call("GET", path, "retrieve", job_id, stats)
+        data = await self._request("GET", path, "retrieve", job_id, call)
         return self._structure(structure_job, data, path)
 
     async def list_changes(
-        self, known: Mapping[str, str | None], *, stats: CallState | None = None
+        self, known: Mapping[str, str | None], *, call: CallState | None = None
     ) -> tuple[dict[str, FineTuneJob | InvalidResponseError], set[str]]:
         """GET /fine-tunes for polling: what changed among the ``known`` jobs.
 
@@ -273,38 +273,38 @@ class FineTunesAPI:
         """
         return cast(
             tuple[dict[str, FineTuneJob | InvalidResponseError], set[str]],
-            await self._call(
+            await self._request(
                 "GET",
                 "/fine-tunes",
                 "list",
                 None,
-                stats,
+                call,
                 loads=lambda text: _parse_changes(text, known),
                 limit=self._max_list_body_size,
             ),
         )
 
-    async def list(self, *, stats: CallState | None = None) -> list[FineTuneJob]:
+    async def list(self, *, call: CallState | None = None) -> list[FineTuneJob]:
         """GET /fine-tunes: every job of the account (truncated records)."""
-        data = await self._call(
-            "GET", "/fine-tunes", "list", None, stats, limit=self._max_list_body_size
+        data = await self._request(
+            "GET", "/fine-tunes", "list", None, call, limit=self._max_list_body_size
         )
         items = data.get("data") if isinstance(data, dict) else None
         return self._structure(structure_jobs, items, "/fine-tunes")
 
     async def events(
-        self, job_id: str, *, stats: CallState | None = None
+        self, job_id: str, *, call: CallState | None = None
     ) -> tuple[FineTuneEvent, ...]:
         """GET /fine-tunes/{id}/events: the job's events, oldest first."""
         path = f"/fine-tunes/{check_job_id(job_id)}/events"
-        data = await self._call("GET", path, "events", job_id, stats)
+        data = await self._request("GET", path, "events", job_id, call)
         items = data.get("data") if isinstance(data, dict) else None
         return self._structure(structure_events, items, path)
 
     async def create(self, *, model: str, training_file: str, **params: Any) -> FineTuneJob:
         """POST /fine-tunes: start a job (not retried: a lost answer could mean two jobs)."""
         body = {"model": model, "training_file": training_file, **params}
-        data = await self._call(
+        data = await self._request(
             "POST", "/fine-tunes", "create", None, None, body=body, retry=RetryPolicy.no_retry()
         )
         return self._structure(structure_job, data, "/fine-tunes")
@@ -327,13 +327,13 @@ class FineTunesAPI:
             self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
         return self._session
 
-    async def _call(
+    async def _request(
         self,
         method: str,
         path: str,
         endpoint: str,
         job_id: str | None,
-        stats: CallState | None,
+        call: CallState | None,
         *,
         body: Any = None,
         retry: RetryPolicy | None = None,
@@ -349,10 +349,10 @@ class FineTunesAPI:
                 # The gate is passed holding a slot, so that nothing queued on the
                 # slots can slip out during a rate-limit pause.
                 await self.gate.wait()
-                if stats is not None:
-                    if stats.halt is not None and (error := stats.halt()) is not None:
+                if call is not None:
+                    if call.halt is not None and (error := call.halt()) is not None:
                         raise error
-                    stats.attempts += 1
+                    call.attempts += 1
                 return await self._send(session, method, url, body, loads, limit)
 
         async def on_retry(event: RetryEvent) -> None:

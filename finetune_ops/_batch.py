@@ -134,37 +134,37 @@ class Batch:
             await self._cancel_one(self._todo.popleft())
 
     async def _cancel_one(self, job_id: str) -> None:
-        stats = CallState(halt=self._halt)
+        call = CallState(halt=self._halt)
         if self._fatal is not None:
-            await self._finish(job_id, stats, None, self._fatal)
+            await self._finish(job_id, call, None, self._fatal)
             return
         try:
-            job = await self._api.cancel(job_id, stats=stats)
+            job = await self._api.cancel(job_id, call=call)
         except BadRequestError as error:
             # Most often the job has already ended: that is not a failure.
-            ended = await self._terminal_or_none(job_id, stats)
+            ended = await self._terminal_or_none(job_id, call)
             if ended is None:
-                await self._finish(job_id, stats, None, error)
+                await self._finish(job_id, call, None, error)
                 return
             job = ended
         except FATAL_ERRORS as error:
             await self._fail_all(error)
-            await self._finish(job_id, stats, None, error)
+            await self._finish(job_id, call, None, error)
             return
         except FinetuneOpsError as error:
-            await self._finish(job_id, stats, None, error)
+            await self._finish(job_id, call, None, error)
             return
         else:
             self._sent.add(job_id)
         await self._emit(StatusChanged(job_id=job_id, previous=None, job=job))
         if self._poller is not None and not job.status.is_terminal:
-            self._poller.add(Waiter(job_id, job, stats))
+            self._poller.add(Waiter(job_id, job, call))
         else:
-            await self._finish(job_id, stats, job, None)
+            await self._finish(job_id, call, job, None)
 
-    async def _terminal_or_none(self, job_id: str, stats: CallState) -> FineTuneJob | None:
+    async def _terminal_or_none(self, job_id: str, call: CallState) -> FineTuneJob | None:
         try:
-            job = await self._api.retrieve(job_id, stats=stats)
+            job = await self._api.retrieve(job_id, call=call)
         except FinetuneOpsError:
             return None
         return job if job.status.is_terminal else None
@@ -185,12 +185,12 @@ class Batch:
             await self._emit(StatusChanged(job_id=waiter.job_id, previous=previous, job=job))
 
     async def _on_finish(self, waiter: Waiter, error: FinetuneOpsError | None) -> None:
-        await self._finish(waiter.job_id, waiter.stats, waiter.job, error)
+        await self._finish(waiter.job_id, waiter.call, waiter.job, error)
 
     async def _finish(
         self,
         job_id: str,
-        stats: CallState,
+        call: CallState,
         job: FineTuneJob | None,
         error: FinetuneOpsError | None,
     ) -> None:
@@ -199,7 +199,7 @@ class Batch:
             job=job,
             error=error,
             cancel_sent=job_id in self._sent,
-            attempts=stats.attempts,
+            attempts=call.attempts,
             elapsed=asyncio.get_running_loop().time() - self._start,
         )
         self._queue.put_nowait(result)

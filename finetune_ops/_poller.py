@@ -32,21 +32,19 @@ __all__ = ["FATAL_ERRORS", "Poller", "Waiter"]
 
 logger = logging.getLogger("finetune_ops")
 
-_SLOW_ROUND_FACTOR = 1.0
-
 #: Errors that no other job of the batch can escape either.
 FATAL_ERRORS = (AuthenticationError, PermissionDeniedError)
 
 
 class Waiter:
-    """One job being watched: its last record, its own request count, its last error."""
+    """One job being watched: its last record, its own requests, its last error."""
 
-    __slots__ = ("job", "job_id", "last_error", "stats")
+    __slots__ = ("call", "job", "job_id", "last_error")
 
-    def __init__(self, job_id: str, job: FineTuneJob | None, stats: CallState) -> None:
+    def __init__(self, job_id: str, job: FineTuneJob | None, call: CallState) -> None:
         self.job_id = job_id
         self.job = job
-        self.stats = stats
+        self.call = call
         self.last_error: FinetuneOpsError | None = None
 
 
@@ -152,7 +150,7 @@ class Poller:
             delay *= 1.0 + self._rng.uniform(-jitter, jitter)
         # A round that itself takes long (a list of 100,000 jobs) is not repeated
         # back to back: polling gets at most about half of the time.
-        return max(delay, _SLOW_ROUND_FACTOR * self._last_round)
+        return max(delay, self._last_round)
 
     async def _expire(self) -> None:
         waiters, self._waiting = list(self._waiting.values()), {}
@@ -200,7 +198,7 @@ class Poller:
 
     async def _poll_one(self, waiter: Waiter) -> None:
         try:
-            job = await self._api.retrieve(waiter.job_id, stats=waiter.stats)
+            job = await self._api.retrieve(waiter.job_id, call=waiter.call)
         except FATAL_ERRORS as error:
             await self._on_fatal(error)
         except NotFoundError as error:

@@ -82,13 +82,13 @@ async def test_create(sim: Simulator, api: FineTunesAPI) -> None:
 
 async def test_unknown_id_is_not_found(sim: Simulator, api: FineTunesAPI) -> None:
     """A 404 is raised once, with the error body's fields, and not retried."""
-    stats = CallState()
+    call = CallState()
     with pytest.raises(NotFoundError) as info:
-        await api.cancel("ft-does-not-exist", stats=stats)
+        await api.cancel("ft-does-not-exist", call=call)
     assert info.value.status_code == 404
     assert info.value.type
     assert info.value.request_id
-    assert stats.attempts == 1
+    assert call.attempts == 1
 
 
 async def test_cancel_terminal_is_bad_request(sim: Simulator, api: FineTunesAPI) -> None:
@@ -174,13 +174,13 @@ async def test_each_fault_is_retried_to_success(sim: Simulator, kind: FaultKind)
         timeouts=Timeouts(request=0.3),
         on_retry=on_retry,
     )
-    stats = CallState()
+    call = CallState()
     try:
-        job = await client.cancel(job_id, stats=stats)
+        job = await client.cancel(job_id, call=call)
     finally:
         await client.aclose()
     assert job.status == "cancel_requested"
-    assert stats.attempts == 2
+    assert call.attempts == 2
     assert [(e.endpoint, e.job_id, e.attempt) for e in events] == [("cancel", job_id, 1)]
     assert sim.counters["cancel"] == 2
 
