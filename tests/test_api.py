@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -465,3 +466,74 @@ async def test_list_changes_refuses_a_list_without_data(serve_app: ServeApp) -> 
                 await client.list_changes({"ft-a": None})
         finally:
             await client.aclose()
+
+
+async def test_no_connection_leaks_after_giving_up(sim: Simulator) -> None:
+    """After retries give up, the connection is back in the pool: the next call still runs.
+
+    With one connection allowed, a leaked one would make the next call wait for
+    a connection until its connect timeout.
+    """
+    job_id = sim.add_job("running")
+    sim.inject(FaultKind.RESET, endpoint="retrieve", times=3)
+    client = FineTunesAPI(
+        api_key=KEY,
+        base_url=sim.base_url,
+        retry=RetryPolicy(attempts=3, wait_initial=0, wait_max=0, wait_jitter=0),
+        max_concurrency=1,
+        timeouts=Timeouts(connect=0.5, request=2),
+    )
+    try:
+        with pytest.raises(APIConnectionError):
+            await client.retrieve(job_id)
+        sim.inject(FaultKind.SERVER_ERROR_500, endpoint="retrieve", times=3)
+        with pytest.raises(InternalServerError):
+            await client.retrieve(job_id)
+        assert (await client.retrieve(job_id)).id == job_id
+    finally:
+        await client.aclose()
+
+
+async def test_cancelled_during_a_long_retry_after(sim: Simulator) -> None:
+    """Cancelling a call that waits out a long Retry-After ends it at once; nothing more is sent."""
+    job_id = sim.add_job("running")
+    sim.faults = FaultPlan(retry_after=30)
+    sim.inject(FaultKind.RATE_LIMIT_SECONDS, endpoint="cancel")
+    client = FineTunesAPI(api_key=KEY, base_url=sim.base_url)
+    try:
+        task = asyncio.create_task(client.cancel(job_id))
+        while sim.counters["cancel"] < 1:  # noqa: ASYNC110 - the counter lives in the server
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.05)
+        assert sim.counters["cancel"] == 1
+        assert sim.status(job_id) == "running"
+    finally:
+        await client.aclose()
+
+
+async def test_bad_chunked_encoding_is_a_connection_error() -> None:
+    """A broken chunked body is a connection error (retried), not a crash."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = FineTunesAPI(base_url=f"http://127.0.0.1:{port}", retry=RetryPolicy.no_retry())
+    try:
+        with pytest.raises(APIConnectionError):
+            await client.list()
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
