@@ -72,16 +72,17 @@ class Batch:
     async def run(self) -> AsyncGenerator[CancelResult, None]:
         """Yield one result per unique id, invalid ids first, then in completion order."""
         self._start = asyncio.get_running_loop().time()
-        valid = self._valid
         for result in self._invalid:
             await self._emit(JobFinished(result=result))
             yield result
-        if not valid:
+        if not self._valid:
             return
-        self._supervisor = asyncio.create_task(self._supervise(valid), name="finetune_ops batch")
+        self._supervisor = asyncio.create_task(
+            self._supervise(self._valid), name="finetune_ops batch"
+        )
         self._running.add(self)
         try:
-            for _ in range(len(valid)):
+            for _ in range(len(self._valid)):
                 item = await self._queue.get()
                 if isinstance(item, _Stopped):
                     if isinstance(item.error, asyncio.CancelledError):

@@ -173,7 +173,7 @@ class Poller:
 
     async def _poll_list(self, waiters: list[Waiter]) -> list[Waiter]:
         """One list request for all; returns the waiters it could not answer for."""
-        known = {w.job_id: (str(w.job.status) if w.job else None) for w in waiters}
+        known = {w.job_id: (w.job.status if w.job else None) for w in waiters}
         try:
             changed, mentioned = await self._api.list_changes(known)
         except FATAL_ERRORS as error:
