@@ -24,7 +24,7 @@ from ._errors import (
     UnprocessableEntityError,
     WaitTimeoutError,
 )
-from ._events import Event, JobFinished, StatusChanged
+from ._events import CancelAccepted, Event, JobFinished, StatusChanged
 from ._manager import JobManager
 from ._policies import (
     DEFAULT_POLL,
@@ -66,6 +66,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "CancelAccepted",
     "CancelReport",
     "CancelResult",
     "ConflictError",

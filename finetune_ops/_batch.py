@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, Iterable
 
 from ._api import CallState, FineTunesAPI
 from ._errors import BadRequestError, FinetuneOpsError, InvalidJobIdError
-from ._events import Emit, JobFinished, StatusChanged
+from ._events import CancelAccepted, Emit, JobFinished, StatusChanged
 from ._ids import check_job_id
 from ._policies import PollPolicy
 from ._poller import FATAL_ERRORS, Poller, Waiter
@@ -157,6 +157,7 @@ class Batch:
             return
         else:
             self._sent.add(job_id)
+            await self._emit(CancelAccepted(job_id=job_id, job=job))
         await self._emit(StatusChanged(job_id=job_id, previous=None, job=job))
         if self._poller is not None and not job.status.is_terminal:
             self._poller.add(Waiter(job_id, job, call))

@@ -16,7 +16,15 @@ from ._records import FineTuneJob, JobStatus
 from ._results import CancelResult
 from ._retry import RetryEvent
 
-__all__ = ["Emit", "Event", "JobFinished", "OnEvent", "StatusChanged", "make_emitter"]
+__all__ = [
+    "CancelAccepted",
+    "Emit",
+    "Event",
+    "JobFinished",
+    "OnEvent",
+    "StatusChanged",
+    "make_emitter",
+]
 
 logger = logging.getLogger("finetune_ops")
 
@@ -35,13 +43,25 @@ class StatusChanged:
 
 
 @attrs.frozen(kw_only=True)
+class CancelAccepted:
+    """The API answered 2xx to a job's cancel request: the cancel is under way.
+
+    Heard before the job's :class:`StatusChanged`, and never twice for one job
+    of a batch. A journal records it so that a resumed run sends no second cancel.
+    """
+
+    job_id: str
+    job: FineTuneJob
+
+
+@attrs.frozen(kw_only=True)
 class JobFinished:
     """A job of a batch has its result."""
 
     result: CancelResult
 
 
-Event = RetryEvent | StatusChanged | JobFinished
+Event = RetryEvent | CancelAccepted | StatusChanged | JobFinished
 OnEvent = Callable[[Event], Awaitable[None] | None]
 Emit = Callable[[Event], Awaitable[None]]
 
@@ -49,6 +69,8 @@ Emit = Callable[[Event], Awaitable[None]]
 def _log(event: Event) -> None:
     if isinstance(event, StatusChanged):
         logger.debug("%s: %s -> %s", event.job_id, event.previous, event.status)
+    elif isinstance(event, CancelAccepted):
+        logger.debug("%s: cancel accepted (%s)", event.job_id, event.job.status)
     elif isinstance(event, JobFinished):
         result = event.result
         if result.ok:
