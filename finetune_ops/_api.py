@@ -14,22 +14,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import aiohttp
+import attrs
 
-from ._converter import (
-    STRUCTURE_ERRORS,
-    describe_error,
-    structure_events,
-    structure_job,
-    structure_jobs,
-)
+from ._converter import STRUCTURE_ERRORS, describe_error, structure_events, structure_job
 from ._errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
-    FinetuneOpsError,
     InvalidResponseError,
     RateLimitError,
     status_error,
@@ -37,6 +31,7 @@ from ._errors import (
 from ._gate import RequestGate
 from ._hints import retry_hint, should_retry_hint
 from ._ids import check_job_id
+from ._listing import Changes, entries, parse_changes
 from ._policies import DEFAULT_RETRY, DEFAULT_TIMEOUTS, RetryPolicy, Timeouts
 from ._records import FineTuneEvent, FineTuneJob
 from ._retry import RetryEvent, Sleep, retrying
@@ -59,17 +54,12 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 
 class CallState:
-    """One logical call across its retries: the attempts it made, and a way to halt it.
+    """One logical call across its retries: how many HTTP attempts it has made."""
 
-    ``halt``, when given, is asked before every attempt; an error it returns is
-    raised instead of sending (a batch uses it to stop after a 401 or 403).
-    """
+    __slots__ = ("attempts",)
 
-    __slots__ = ("attempts", "halt")
-
-    def __init__(self, halt: Callable[[], FinetuneOpsError | None] | None = None) -> None:
+    def __init__(self) -> None:
         self.attempts = 0
-        self.halt = halt
 
 
 def _excerpt(body: bytes | bytearray | str) -> str:
@@ -83,35 +73,22 @@ def _request_id(headers: Mapping[str, str]) -> str | None:
     return headers.get("x-request-id") or headers.get("request-id")
 
 
-def _parse_changes(
-    text: str, known: Mapping[str, str | None]
-) -> tuple[dict[str, FineTuneJob | InvalidResponseError], set[str]]:
-    """Parse a job list, structuring only the ``known`` jobs whose status moved."""
-    changed: dict[str, FineTuneJob | InvalidResponseError] = {}
-    mentioned: set[str] = set()
+# -- what each endpoint's body becomes: the only places JSON turns into values ---------
 
-    def job_or_drop(obj: dict[str, Any]) -> dict[str, Any] | None:
-        # Called for each object, innermost first: only jobs have both keys.
-        if "status" not in obj or "id" not in obj:
-            return obj
-        job_id = obj["id"]
-        if isinstance(job_id, str) and job_id in known:
-            mentioned.add(job_id)
-            if obj["status"] != known[job_id]:
-                try:
-                    changed[job_id] = structure_job(obj)
-                except STRUCTURE_ERRORS as error:
-                    changed[job_id] = InvalidResponseError(
-                        f"GET /fine-tunes: the entry for {job_id} is malformed: "
-                        f"{describe_error(error)}",
-                        status_code=200,
-                    )
-        return None
 
-    data = json.loads(text, object_hook=job_or_drop)
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise ValueError("expected an object with a 'data' list of jobs")
-    return changed, mentioned
+def _load_job(text: str) -> FineTuneJob:
+    return structure_job(json.loads(text))
+
+
+def _load_events(text: str) -> tuple[FineTuneEvent, ...]:
+    data = json.loads(text)
+    if type(data) is not dict:
+        raise ValueError("expected an object with a 'data' list of events")
+    return structure_events(data.get("data"))
+
+
+def _load_jobs(text: str) -> list[FineTuneJob]:
+    return [structure_job(entry) for entry in entries(text)]
 
 
 async def _read(response: aiohttp.ClientResponse, method: str, url: str, limit: int) -> bytearray:
@@ -128,6 +105,7 @@ async def _read(response: aiohttp.ClientResponse, method: str, url: str, limit: 
             request_id=_request_id(response.headers),
             method=method,
             url=url,
+            transient=False,
         )
 
     length = response.content_length
@@ -150,12 +128,19 @@ async def _read(response: aiohttp.ClientResponse, method: str, url: str, limit: 
 
 def _decode(
     payload: bytearray,
-    loads: Callable[[str], Any],
+    loads: Callable[[str], T],
     status: int,
     headers: Mapping[str, str],
     method: str,
     url: str,
-) -> Any:
+) -> T:
+    """Turn a 2xx body into what ``loads`` makes of it; anything that goes wrong is ours.
+
+    Whatever decoding or structuring raises (bad UTF-8, bad JSON, JSON of the
+    wrong shape, data nested deeper than Python can follow) becomes one
+    InvalidResponseError for this request, never an exception of its own.
+    """
+    transient = True
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
@@ -168,13 +153,22 @@ def _decode(
         if not text or text.isspace():
             problem = "an empty body"
         else:
+            problem = ""
             try:
                 return loads(text)
             except json.JSONDecodeError:
                 kind = headers.get("Content-Type", "").split(";")[0] or "no content type"
                 problem = f"a body that is not valid JSON ({kind})"
-            except ValueError as error:  # valid JSON of the wrong shape
-                problem = f"JSON of the wrong shape: {error}"
+            except RecursionError:
+                problem, transient = "JSON nested too deeply to read", False
+            except STRUCTURE_ERRORS as error:
+                problem = f"JSON of the wrong shape: {describe_error(error)}"
+                transient = False
+            except Exception as error:  # a parser's own failure: still this answer's problem
+                problem = f"a body that could not be read ({type(error).__name__})"
+                transient = False
+    # Raised outside the except blocks: the parser's error (which holds the whole
+    # body) is neither the cause nor the context of ours.
     raise InvalidResponseError(
         f"{method} {url}: HTTP {status} with {problem}",
         status_code=status,
@@ -182,7 +176,28 @@ def _decode(
         request_id=_request_id(headers),
         method=method,
         url=url,
+        transient=transient,
     )
+
+
+def _error_body(payload: bytearray) -> object:
+    """The ``error`` member of an error body, or None when there is no readable one."""
+    if not payload:
+        return None
+    try:
+        data = json.loads(payload)
+    except Exception:  # not JSON, not UTF-8, nested too deeply: no error object
+        return None
+    return data.get("error") if type(data) is dict else None
+
+
+def _text(value: object) -> str | None:
+    """A scalar of an error body as text; anything else (a nested object) is dropped."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    return None
 
 
 class FineTunesAPI:
@@ -248,66 +263,88 @@ class FineTunesAPI:
 
     # -- the endpoints -------------------------------------------------------
 
-    async def cancel(self, job_id: str, *, call: CallState | None = None) -> FineTuneJob:
+    async def cancel(
+        self, job_id: str, *, call: CallState | None = None, retry: RetryPolicy | None = None
+    ) -> FineTuneJob:
         """POST /fine-tunes/{id}/cancel: the job as the API left it (truncated record)."""
-        path = f"/fine-tunes/{check_job_id(job_id)}/cancel"
-        data = await self._request("POST", path, "cancel", job_id, call)
-        return self._structure(structure_job, data, path)
+        return await self._request(
+            method="POST",
+            path=f"/fine-tunes/{check_job_id(job_id)}/cancel",
+            endpoint="cancel",
+            job_id=job_id,
+            call=call,
+            retry=retry,
+            loads=_load_job,
+        )
 
-    async def retrieve(self, job_id: str, *, call: CallState | None = None) -> FineTuneJob:
+    async def retrieve(
+        self, job_id: str, *, call: CallState | None = None, retry: RetryPolicy | None = None
+    ) -> FineTuneJob:
         """GET /fine-tunes/{id}: the full job record."""
-        path = f"/fine-tunes/{check_job_id(job_id)}"
-        data = await self._request("GET", path, "retrieve", job_id, call)
-        return self._structure(structure_job, data, path)
+        return await self._request(
+            method="GET",
+            path=f"/fine-tunes/{check_job_id(job_id)}",
+            endpoint="retrieve",
+            job_id=job_id,
+            call=call,
+            retry=retry,
+            loads=_load_job,
+        )
 
     async def list_changes(
-        self, known: Mapping[str, str | None], *, call: CallState | None = None
-    ) -> tuple[dict[str, FineTuneJob | InvalidResponseError], set[str]]:
+        self, known: Mapping[str, str | None], *, retry: RetryPolicy | None = None
+    ) -> Changes:
         """GET /fine-tunes for polling: what changed among the ``known`` jobs.
 
         ``known`` maps the ids being watched to their last status (None: not
         seen yet). Returns the jobs whose listed status differs, structured (or
-        the error that made one unreadable), and the ids the list mentioned at
-        all. Every other job is dropped while the body is parsed, so even a
+        the error that made one unreadable), and the ids the list has an entry
+        for. Every other entry is dropped as soon as it is read, so even a
         100,000-job listing is never held in memory as JSON objects.
         """
-        return cast(
-            tuple[dict[str, FineTuneJob | InvalidResponseError], set[str]],
-            await self._request(
-                "GET",
-                "/fine-tunes",
-                "list",
-                None,
-                call,
-                loads=lambda text: _parse_changes(text, known),
-                limit=self._max_list_body_size,
-            ),
+        return await self._request(
+            method="GET",
+            path="/fine-tunes",
+            endpoint="list",
+            retry=retry,
+            loads=lambda text: parse_changes(text, known),
+            limit=self._max_list_body_size,
         )
 
     async def list(self, *, call: CallState | None = None) -> list[FineTuneJob]:
         """GET /fine-tunes: every job of the account (truncated records)."""
-        data = await self._request(
-            "GET", "/fine-tunes", "list", None, call, limit=self._max_list_body_size
+        return await self._request(
+            method="GET",
+            path="/fine-tunes",
+            endpoint="list",
+            call=call,
+            loads=_load_jobs,
+            limit=self._max_list_body_size,
         )
-        items = data.get("data") if isinstance(data, dict) else None
-        return self._structure(structure_jobs, items, "/fine-tunes")
 
     async def events(
         self, job_id: str, *, call: CallState | None = None
     ) -> tuple[FineTuneEvent, ...]:
         """GET /fine-tunes/{id}/events: the job's events, oldest first."""
-        path = f"/fine-tunes/{check_job_id(job_id)}/events"
-        data = await self._request("GET", path, "events", job_id, call)
-        items = data.get("data") if isinstance(data, dict) else None
-        return self._structure(structure_events, items, path)
+        return await self._request(
+            method="GET",
+            path=f"/fine-tunes/{check_job_id(job_id)}/events",
+            endpoint="events",
+            job_id=job_id,
+            call=call,
+            loads=_load_events,
+        )
 
     async def create(self, *, model: str, training_file: str, **params: Any) -> FineTuneJob:
         """POST /fine-tunes: start a job (not retried: a lost answer could mean two jobs)."""
-        body = {"model": model, "training_file": training_file, **params}
-        data = await self._request(
-            "POST", "/fine-tunes", "create", None, None, body=body, retry=RetryPolicy.no_retry()
+        return await self._request(
+            method="POST",
+            path="/fine-tunes",
+            endpoint="create",
+            body={"model": model, "training_file": training_file, **params},
+            retry=RetryPolicy.no_retry(),
+            loads=_load_job,
         )
-        return self._structure(structure_job, data, "/fine-tunes")
 
     async def aclose(self) -> None:
         """Close the session if it is ours; the caller's session is left open."""
@@ -329,42 +366,48 @@ class FineTunesAPI:
 
     async def _request(
         self,
+        *,
         method: str,
         path: str,
         endpoint: str,
-        job_id: str | None,
-        call: CallState | None,
-        *,
+        loads: Callable[[str], T],
+        job_id: str | None = None,
+        call: CallState | None = None,
         body: Any = None,
         retry: RetryPolicy | None = None,
-        loads: Callable[[str], Any] = json.loads,
         limit: int | None = None,
-    ) -> Any:
+    ) -> T:
         session = self._ensure_session()
-        url = self.base_url + path
-        limit = limit or self._max_body_size
+        policy = retry or self.retry
+        request = _Request(
+            method=method,
+            url=self.base_url + path,
+            body=body,
+            limit=limit or self._max_body_size,
+            # A stale pooled connection gets one fresh try for free, unless the
+            # request must never be sent twice (create).
+            resend_once=policy.attempts > 1 and method not in _RESENT_BY_AIOHTTP,
+        )
 
-        async def attempt() -> Any:
+        async def attempt() -> T:
             async with self._slots:
                 # The gate is passed holding a slot, so that nothing queued on the
                 # slots can slip out during a rate-limit pause.
                 await self.gate.wait()
                 if call is not None:
-                    if call.halt is not None and (error := call.halt()) is not None:
-                        raise error
                     call.attempts += 1
-                return await self._send(session, method, url, body, loads, limit)
+                return await self._send(session, request, loads)
 
         async def on_retry(event: RetryEvent) -> None:
             if isinstance(event.cause, RateLimitError) and event.cause.retry_after is not None:
                 # One 429 with a hint pauses the whole manager, capped by the deadline.
-                self.gate.pause(min(event.cause.retry_after, self.retry.deadline))
+                self.gate.pause(min(event.cause.retry_after, policy.deadline))
             if self._on_retry is not None:
                 await self._on_retry(event)
 
         return await retrying(
             attempt,
-            retry or self.retry,
+            policy,
             endpoint=endpoint,
             job_id=job_id,
             on_retry=on_retry,
@@ -372,67 +415,98 @@ class FineTunesAPI:
         )
 
     async def _send(
-        self,
-        session: aiohttp.ClientSession,
-        method: str,
-        url: str,
-        body: Any,
-        loads: Callable[[str], Any],
-        limit: int,
-    ) -> Any:
-        try:
-            async with session.request(
-                method,
-                url,
-                headers=self._headers,
-                json=body,
-                allow_redirects=False,  # never carry the key to another place
-                timeout=self._client_timeout,
-            ) as response:
-                payload = await _read(response, method, url, limit)
-                status = response.status
-                headers = response.headers
-        except TimeoutError as error:
-            raise APITimeoutError(
+        self, session: aiohttp.ClientSession, request: _Request, loads: Callable[[str], T]
+    ) -> T:
+        status, headers, payload = await self._exchange(session, request)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s %s -> %d", request.method, request.url, status)
+        if 200 <= status < 300:
+            return _decode(payload, loads, status, headers, request.method, request.url)
+        raise self._status_error(payload, status, headers, request.method, request.url)
+
+    async def _exchange(
+        self, session: aiohttp.ClientSession, request: _Request
+    ) -> tuple[int, Mapping[str, str], bytearray]:
+        """Send once (twice after a stale connection) and read the whole answer.
+
+        aiohttp's exceptions are turned into ours here and never chained: their
+        request details carry the Authorization header.
+        """
+        method, url = request.method, request.url
+        resend = request.resend_once
+        failure: BaseException
+        while True:
+            try:
+                response = await session.request(
+                    method,
+                    url,
+                    headers=self._headers,
+                    json=request.body,
+                    allow_redirects=False,  # never carry the key to another place
+                    timeout=self._client_timeout,
+                )
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as error:
+                if resend and not isinstance(error, aiohttp.ClientConnectorError):
+                    # Closed before any byte of the answer came: most often a pooled
+                    # connection the server had dropped. Once more, without backoff.
+                    resend = False
+                    continue
+                failure = _connection_error(error, method, url)
+            except BaseException as error:
+                failure = self._transport_error(error, session, method, url)
+            else:
+                try:
+                    payload = await _read(response, method, url, request.limit)
+                except BaseException as error:
+                    response.close()  # the connection is not reused with a body half read
+                    failure = self._transport_error(error, session, method, url)
+                else:
+                    response.release()
+                    return response.status, response.headers, payload
+            raise failure
+
+    def _transport_error(
+        self, error: BaseException, session: aiohttp.ClientSession, method: str, url: str
+    ) -> BaseException:
+        """What to raise for ``error`` from sending or reading: ours, or the error itself."""
+        if isinstance(error, asyncio.CancelledError):
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                return error  # the caller's own cancellation: it goes on as it is
+            # Something else cancelled this request (aiohttp does when a session
+            # closes under requests waiting for a connection).
+            if session.closed:
+                return RuntimeError(f"the aiohttp session was closed during {method} {url}")
+            return APIConnectionError(
+                f"{method} {url} was cancelled by something other than its caller",
+                method=method,
+                url=url,
+            )
+        if isinstance(error, TimeoutError):
+            return APITimeoutError(
                 f"{method} {url} timed out after {self.timeouts.request:g}s",
                 method=method,
                 url=url,
-            ) from error
-        except aiohttp.ClientResponseError as error:
-            # Its repr carries the request headers, the key among them: not chained.
-            raise APIConnectionError(
-                f"{method} {url} failed: {type(error).__name__} (HTTP {error.status})",
-                method=method,
-                url=url,
-            ) from None
-        except aiohttp.ClientError as error:
-            raise APIConnectionError(
-                f"{method} {url} failed: {type(error).__name__}: {error}", method=method, url=url
-            ) from error
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s %s -> %d", method, url, status)
-        if 200 <= status < 300:
-            return _decode(payload, loads, status, headers, method, url)
-        raise self._status_error(payload, status, headers, method, url)
+            )
+        if isinstance(error, aiohttp.ClientError):
+            return _connection_error(error, method, url)
+        return error  # ours (a body over the cap), misuse, or a bug: as it is
 
     def _status_error(
         self, payload: bytearray, status: int, headers: Mapping[str, str], method: str, url: str
     ) -> APIStatusError:
-        fields: dict[str, Any] = {}
-        try:
-            error = json.loads(payload).get("error") if payload else None
-        except (UnicodeDecodeError, ValueError, AttributeError):
-            error = None
+        fields: dict[str, str | None] = {}
+        error = _error_body(payload)
+        message: str | None = None
         if isinstance(error, dict):
             for name in ("type", "param", "code"):
-                value = error.get(name)
-                fields[name] = value if value is None or isinstance(value, str) else str(value)
-            message = str(error.get("message") or "no message")
+                fields[name] = _text(error.get(name))
+            message = _text(error.get("message")) or "no message"
         elif isinstance(error, str):
             message = error
         elif 300 <= status < 400:
             message = f"unexpected redirect to {headers.get('Location', '?')!r}, not followed"
-        else:
+        if message is None:
             message = f"{method} {url} answered without an error object: {_excerpt(payload)!r}"
         if status == 401 and self._key is None:
             message += " (no API key given: pass api_key or set TOGETHER_API_KEY)"
@@ -445,14 +519,24 @@ class FineTunesAPI:
             **fields,
         )
 
-    @staticmethod
-    def _structure(structure: Callable[[Any], T], data: Any, path: str) -> T:
-        try:
-            return structure(data)
-        except STRUCTURE_ERRORS as error:
-            raise InvalidResponseError(
-                f"{path}: the response does not have the shape the API documents: "
-                f"{describe_error(error)}",
-                status_code=200,
-                excerpt=_excerpt(json.dumps(data, default=str).encode()),
-            ) from error
+
+#: Methods aiohttp itself sends again once after a connection dropped before the answer.
+_RESENT_BY_AIOHTTP = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
+@attrs.frozen(kw_only=True)
+class _Request:
+    """What one call sends, the same for each of its attempts."""
+
+    method: str
+    url: str
+    body: Any
+    limit: int
+    resend_once: bool
+
+
+def _connection_error(error: BaseException, method: str, url: str) -> APIConnectionError:
+    # Only the type and text: the aiohttp exception itself stays out of ours.
+    return APIConnectionError(
+        f"{method} {url} failed: {type(error).__name__}: {error}", method=method, url=url
+    )

@@ -1,10 +1,16 @@
 """One call's work on many jobs: cancel each, watch each, and hand back one result per job.
 
-A batch validates every id before anything is sent, collapses duplicates, then
-runs a small pool of cancel workers and one poller under a supervisor task.
-Results go to the caller through a queue in the order they complete. When the
-caller stops listening (it is cancelled, or breaks out of its loop) the
-supervisor is cancelled and awaited, so no task or request outlives the call.
+A batch validates every id before anything is sent and collapses duplicates.
+Then a supervisor task runs a pool of cancel workers and one poller, which all
+share one :class:`Ledger`. Results reach the caller through the ledger's queue
+as they complete.
+
+The supervisor enforces the deadline: when it passes, every task is cancelled
+at once (requests in flight included) and each job still without a result gets
+a WaitTimeoutError. When the caller stops listening (it is cancelled, or leaves
+its loop) the supervisor is cancelled and awaited, so no task or request
+outlives the call. If the supervisor ends with results still owed, whatever
+the reason, the caller gets an error that says so, never a wait for ever.
 """
 
 from __future__ import annotations
@@ -13,13 +19,21 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncGenerator, Iterable
 
-from ._api import CallState, FineTunesAPI
-from ._errors import BadRequestError, FinetuneOpsError, InvalidJobIdError
-from ._events import CancelAccepted, Emit, JobFinished, StatusChanged
+from ._api import FineTunesAPI
+from ._errors import (
+    AuthenticationError,
+    BadRequestError,
+    FinetuneOpsError,
+    InvalidJobIdError,
+    InvalidResponseError,
+    PermissionDeniedError,
+)
+from ._events import Emit, JobFinished
 from ._ids import check_job_id
+from ._ledger import Entry, Halted, Ledger
 from ._policies import PollPolicy
-from ._poller import FATAL_ERRORS, Poller, Waiter
-from ._records import FineTuneJob
+from ._poller import Poller
+from ._records import FineTuneJob, JobStatus
 from ._results import CancelResult
 
 __all__ = ["Batch"]
@@ -27,17 +41,12 @@ __all__ = ["Batch"]
 _WORKERS_PER_SLOT = 8
 
 
-class _Stopped:
-    """Put on the result queue when the supervisor ends before every job has a result."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
 class Batch:
-    """Cancels (when ``cancel``) and watches (when ``wait``) a set of jobs; see :meth:`run`."""
+    """Cancels (when ``cancel``) and watches (when ``wait``) a set of jobs; see :meth:`run`.
+
+    ``timeout`` bounds the whole call, in seconds from the start of :meth:`run`
+    (``None``: no bound).
+    """
 
     def __init__(
         self,
@@ -47,9 +56,8 @@ class Batch:
         *,
         cancel: bool,
         wait: bool,
-        timeout: float,
+        timeout: float | None,
         emit: Emit,
-        running: set[Batch] | None = None,
     ) -> None:
         if not (cancel or wait):
             raise ValueError("a batch must cancel, wait, or both")
@@ -59,153 +67,176 @@ class Batch:
         self._wait = wait
         self._timeout = timeout
         self._emit = emit
-        self._queue: asyncio.Queue[CancelResult | _Stopped] = asyncio.Queue()
-        self._todo: deque[str] = deque()
-        self._sent: set[str] = set()
-        self._fatal: FinetuneOpsError | None = None
-        self._poller: Poller | None = None
-        self._start = 0.0
         self._supervisor: asyncio.Task[None] | None = None
-        self._running = set() if running is None else running
+        self._failure: BaseException | None = None  # what ended the supervisor early
+        self._closing = False
         self._valid, self._invalid, self.order = _sort_ids(job_ids)
 
     async def run(self) -> AsyncGenerator[CancelResult, None]:
         """Yield one result per unique id, invalid ids first, then in completion order."""
-        self._start = asyncio.get_running_loop().time()
+        started = asyncio.get_running_loop().time()
         for result in self._invalid:
             await self._emit(JobFinished(result=result))
             yield result
         if not self._valid:
             return
-        self._supervisor = asyncio.create_task(
-            self._supervise(self._valid), name="finetune_ops batch"
+        ledger = Ledger(
+            self._valid,
+            cancelling=self._cancel,
+            deadline=None if self._timeout is None else started + self._timeout,
+            started=started,
+            emit=self._emit,
         )
-        self._running.add(self)
+        self._supervisor = asyncio.create_task(self._supervise(ledger), name="finetune_ops batch")
         try:
-            for _ in range(len(self._valid)):
-                item = await self._queue.get()
-                if isinstance(item, _Stopped):
-                    if isinstance(item.error, asyncio.CancelledError):
-                        raise RuntimeError("the JobManager was closed while a batch was running")
-                    raise item.error
+            while (item := await ledger.results.get()) is not None:
                 yield item
+            self._check_complete(ledger)
         finally:
-            self._running.discard(self)
             await self.stop()
 
-    async def stop(self) -> None:
-        """Cancel all work of the batch and wait until it has stopped."""
+    async def stop(self, *, closing: bool = False) -> None:
+        """Cancel all work of the batch and wait until it has stopped.
+
+        ``closing``: the manager is closing, which is what the caller will hear.
+        """
+        self._closing = self._closing or closing
         if self._supervisor is not None:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
 
-    async def _supervise(self, job_ids: list[str]) -> None:
+    def _check_complete(self, ledger: Ledger) -> None:
+        """After the last item: raise if the batch ended without every result."""
+        failure = self._failure
+        if self._closing:
+            raise RuntimeError("the JobManager was closed while a batch was running")
+        if failure is not None and not isinstance(failure, asyncio.CancelledError):
+            raise failure
+        if ledger.owed:
+            why = " (its task was cancelled from outside)" if failure is not None else ""
+            raise RuntimeError(
+                f"the batch ended with {ledger.owed} of {len(self._valid)} results missing{why}"
+            )
+
+    # -- the supervisor and its tasks --------------------------------------------
+
+    async def _supervise(self, ledger: Ledger) -> None:
+        try:
+            try:
+                async with asyncio.timeout_at(ledger.deadline):
+                    await self._work_all(ledger)
+            except TimeoutError:
+                await ledger.expire()
+        except asyncio.CancelledError as error:
+            self._failure = error
+            raise
+        except BaseException as error:
+            # A bug or misuse (a closed session): the caller hears it as it is,
+            # not wrapped in the task group's ExceptionGroup.
+            self._failure = _first_leaf(error)
+        finally:
+            ledger.results.put_nowait(None)
+
+    async def _work_all(self, ledger: Ledger) -> None:
+        poller = Poller(self._api, self._poll, ledger) if self._wait else None
         try:
             async with asyncio.TaskGroup() as group:
-                if self._wait:
-                    deadline = self._start + self._timeout
-                    self._poller = poller = Poller(
-                        self._api,
-                        self._poll,
-                        deadline,
-                        on_update=self._on_update,
-                        on_finish=self._on_finish,
-                        on_fatal=self._fail_all,
-                    )
+                if poller is not None:
                     group.create_task(poller.run())
                 if self._cancel:
-                    self._todo.extend(job_ids)
-                    # Workers wait out their job's retry backoff, so there are more of
-                    # them than request slots: the slots stay busy meanwhile.
-                    workers = min(len(job_ids), _WORKERS_PER_SLOT * self._api.max_concurrency)
-                    tasks = [group.create_task(self._work()) for _ in range(workers)]
-                    if self._poller is not None:
-                        await asyncio.gather(*tasks)
-                        self._poller.close()
-                elif self._poller is not None:
-                    for job_id in job_ids:
-                        self._poller.add(Waiter(job_id, None, CallState(halt=self._halt)))
-                    self._poller.close()
-        except BaseException as error:
-            self._queue.put_nowait(_Stopped(error))
-            raise
+                    group.create_task(self._cancel_all(ledger, poller))
+                elif poller is not None:
+                    for entry in ledger.entries.values():
+                        poller.add(entry)
+                    poller.close()
+        except* Halted:
+            await ledger.finish_rest()
 
-    async def _work(self) -> None:
-        while self._todo:
-            await self._cancel_one(self._todo.popleft())
+    async def _cancel_all(self, ledger: Ledger, poller: Poller | None) -> None:
+        todo = deque(ledger.entries.values())
+        # Workers wait out their job's retry backoff, so there are more of them
+        # than request slots: the slots stay busy meanwhile.
+        workers = min(len(todo), _WORKERS_PER_SLOT * self._api.max_concurrency)
+        async with asyncio.TaskGroup() as group:
+            for _ in range(workers):
+                group.create_task(self._work(todo, ledger, poller))
+        if poller is not None:
+            poller.close()
 
-    async def _cancel_one(self, job_id: str) -> None:
-        call = CallState(halt=self._halt)
-        if self._fatal is not None:
-            await self._finish(job_id, call, None, self._fatal)
-            return
+    async def _work(self, todo: deque[Entry], ledger: Ledger, poller: Poller | None) -> None:
+        while todo:
+            await self._cancel_one(todo.popleft(), ledger, poller)
+
+    async def _cancel_one(self, entry: Entry, ledger: Ledger, poller: Poller | None) -> None:
         try:
-            job = await self._api.cancel(job_id, call=call)
-        except BadRequestError as error:
-            # Most often the job has already ended: that is not a failure.
-            ended = await self._terminal_or_none(job_id, call)
-            if ended is None:
-                await self._finish(job_id, call, None, error)
+            job: FineTuneJob | None = await self._api.cancel(entry.job_id, call=entry)
+        except BadRequestError as refusal:
+            await self._after_refusal(entry, refusal, ledger, poller)
+            return
+        except InvalidResponseError as error:
+            if not (error.status_code and 200 <= error.status_code < 300):
+                await ledger.finish(entry, error)
                 return
-            job = ended
-        except FATAL_ERRORS as error:
-            await self._fail_all(error)
-            await self._finish(job_id, call, None, error)
+            # The API took the cancel; only its answer could not be read.
+            entry.last_error = error
+            job = None
+        except (AuthenticationError, PermissionDeniedError) as error:
+            await ledger.refused(entry, error)
             return
         except FinetuneOpsError as error:
-            await self._finish(job_id, call, None, error)
+            await ledger.finish(entry, error)
             return
-        else:
-            self._sent.add(job_id)
-            await self._emit(CancelAccepted(job_id=job_id, job=job))
-        await self._emit(StatusChanged(job_id=job_id, previous=None, job=job))
-        if self._poller is not None and not job.status.is_terminal:
-            self._poller.add(Waiter(job_id, job, call))
-        else:
-            await self._finish(job_id, call, job, None)
+        await ledger.accept(entry, job)
+        await self._follow(entry, ledger, poller)
 
-    async def _terminal_or_none(self, job_id: str, call: CallState) -> FineTuneJob | None:
-        try:
-            job = await self._api.retrieve(job_id, call=call)
-        except FinetuneOpsError:
-            return None
-        return job if job.status.is_terminal else None
-
-    def _halt(self) -> FinetuneOpsError | None:
-        return self._fatal
-
-    async def _fail_all(self, error: FinetuneOpsError) -> None:
-        """Stop sending: every job without a result yet gets ``error``."""
-        if self._fatal is None:
-            self._fatal = error
-        if self._poller is not None:
-            await self._poller.fail_all(error)
-
-    async def _on_update(self, waiter: Waiter, job: FineTuneJob) -> None:
-        previous = waiter.job.status if waiter.job is not None else None
-        if previous != job.status:
-            await self._emit(StatusChanged(job_id=waiter.job_id, previous=previous, job=job))
-
-    async def _on_finish(self, waiter: Waiter, error: FinetuneOpsError | None) -> None:
-        await self._finish(waiter.job_id, waiter.call, waiter.job, error)
-
-    async def _finish(
-        self,
-        job_id: str,
-        call: CallState,
-        job: FineTuneJob | None,
-        error: FinetuneOpsError | None,
+    async def _after_refusal(
+        self, entry: Entry, refusal: BadRequestError, ledger: Ledger, poller: Poller | None
     ) -> None:
-        result = CancelResult(
-            job_id=job_id,
-            job=job,
-            error=error,
-            cancel_sent=job_id in self._sent,
-            attempts=call.attempts,
-            elapsed=asyncio.get_running_loop().time() - self._start,
-        )
-        self._queue.put_nowait(result)
-        await self._emit(JobFinished(result=result))
+        """A 400 to a cancel: most often the job has ended, or is already being cancelled."""
+        job = await self._look(entry)
+        if job is None:
+            await ledger.finish(entry, refusal)
+        elif job.status == JobStatus.CANCEL_REQUESTED:
+            # A cancel already in progress (perhaps ours, whose first answer was lost).
+            await ledger.accept(entry, job)
+            await self._follow(entry, ledger, poller)
+        else:
+            ledger.answered()
+            await ledger.update(entry, job)
+            await ledger.finish(entry, None if job.status.is_terminal else refusal)
+
+    async def _follow(self, entry: Entry, ledger: Ledger, poller: Poller | None) -> None:
+        """After an accepted cancel: watch the job, or give it its result now."""
+        if entry.job is not None and entry.job.status.is_terminal:
+            await ledger.finish(entry)
+        elif poller is not None:
+            poller.add(entry)
+        elif entry.job is None:
+            # Not waiting, and the answer was unreadable: one look for its record.
+            job = await self._look(entry)
+            if job is not None:
+                await ledger.update(entry, job)
+            await ledger.finish(entry, None if job is not None else entry.last_error)
+        else:
+            await ledger.finish(entry)
+
+    async def _look(self, entry: Entry) -> FineTuneJob | None:
+        try:
+            return await self._api.retrieve(entry.job_id, call=entry)
+        except FinetuneOpsError as error:
+            entry.last_error = error
+            return None
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    """The first exception inside (nested) exception groups that is not a cancellation."""
+    if isinstance(error, BaseExceptionGroup):
+        leaves = [_first_leaf(inner) for inner in error.exceptions]
+        for leaf in leaves:
+            if not isinstance(leaf, asyncio.CancelledError):
+                return leaf
+        return leaves[0]
+    return error
 
 
 def _sort_ids(job_ids: Iterable[object]) -> tuple[list[str], list[CancelResult], list[str]]:

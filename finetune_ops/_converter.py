@@ -19,12 +19,16 @@ strict about what cannot be a job:
   number where a number is expected (``true`` is not a number), a boolean where
   a boolean is expected. The only leniency is an integral float such as
   ``1500.0`` for an integer field;
-- a job without ``id`` or ``status``, a non-string status, a list or string where
-  an object is expected, an object or string where a list is expected, an
-  unparseable timestamp: all are errors.
+- a list or string where an object is expected, an object or string where a
+  list is expected, an unparseable timestamp: all are errors, except inside a
+  job: there only ``id`` and ``status`` must fit. Any other field that does not
+  is left ``None`` and named in ``FineTuneJob.unparsed_fields`` (logged once per
+  field name), so that a server sending one field in a new shape never costs a
+  caller the job it needs.
 
 Errors: structuring raises only the exception types in :data:`STRUCTURE_ERRORS`,
-all plain ``Exception`` subclasses:
+all plain ``Exception`` subclasses (``RecursionError`` among them, for data
+nested deeper than Python can follow):
 
 - :class:`TypeError` when the value handed to a helper has the wrong JSON shape
   at the top (``structure_job`` given a list, string or ``None``;
@@ -52,6 +56,7 @@ offsets are kept). For every known field, ``structure(unstructure(job)) == job``
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import NoneType, UnionType
@@ -60,7 +65,7 @@ from typing import Any, Final, Union, get_args, get_origin
 import attrs
 import cattrs
 from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
-from cattrs.gen import make_dict_structure_fn
+from cattrs.gen import make_dict_structure_fn, override
 
 from ._records import (
     KNOWN_STATUSES,
@@ -86,12 +91,15 @@ __all__ = [
     "unstructure",
 ]
 
+logger = logging.getLogger("finetune_ops")
+
 #: Every exception type that structuring malformed data can raise.
 STRUCTURE_ERRORS: Final[tuple[type[Exception], ...]] = (
     cattrs.BaseValidationError,
     TypeError,
     ValueError,
     KeyError,
+    RecursionError,
 )
 
 _Hook = Callable[[Any, Any], Any]
@@ -263,6 +271,64 @@ def _record_factory(cls: Any, converter: cattrs.Converter) -> _Hook:
     return structure_record
 
 
+def _job_factory(cls: Any, converter: cattrs.Converter) -> _Hook:
+    """Structure a job strictly when it fits, else field by field.
+
+    The strict path is cattrs' generated function. When it fails and ``id`` and
+    ``status`` are usable, each other field is structured on its own; those that
+    do not fit are left ``None`` and named in ``unparsed_fields``.
+    """
+    strict = make_dict_structure_fn(cls, converter, unparsed_fields=override(omit=True))
+    attrs.resolve_types(cls)
+    optional = [
+        (field.name, converter.get_structure_hook(field.type), field.type)
+        for field in attrs.fields(cls)
+        if field.name not in ("id", "status", "unparsed_fields")
+    ]
+
+    def structure_job(value: object, _: object) -> Any:
+        if type(value) is not dict and not isinstance(value, Mapping):
+            raise TypeError(f"expected an object for a job, got {type(value).__name__}")
+        try:
+            return strict(value, cls)
+        except STRUCTURE_ERRORS:
+            if type(value.get("id")) is not str or not isinstance(value.get("status"), str):
+                raise
+        fields: dict[str, Any] = {}
+        unparsed: list[str] = []
+        for name, hook, field_type in optional:
+            raw = value.get(name)
+            if raw is None:
+                continue
+            try:
+                fields[name] = hook(raw, field_type)
+            except STRUCTURE_ERRORS:
+                unparsed.append(name)
+                _warn_once(name, raw)
+        return cls(
+            id=value["id"],
+            status=_structure_status(value["status"], None),
+            unparsed_fields=tuple(unparsed),
+            **fields,
+        )
+
+    return structure_job
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(name: str, raw: object) -> None:
+    if name not in _warned:
+        _warned.add(name)
+        logger.warning(
+            "a job's %r field came as %s, which does not fit its documented type; it is "
+            "left None and named in job.unparsed_fields (logged once per field)",
+            name,
+            type(raw).__name__,
+        )
+
+
 # --- the converter ----------------------------------------------------------------------
 
 
@@ -291,6 +357,7 @@ def make_converter(*, detailed_validation: bool = True) -> cattrs.Converter:
 
     converter.register_structure_hook_factory(_is_array, _array_factory)
     converter.register_structure_hook_factory(attrs.has, _record_factory)
+    converter.register_structure_hook_factory(lambda cls: cls is FineTuneJob, _job_factory)
     converter.register_structure_hook_factory(_is_optional, _optional_factory)
     return converter
 

@@ -15,7 +15,7 @@ One root, split by whether a usable answer came back::
     │   ├── UnprocessableEntityError  422
     │   ├── RateLimitError            429, with ``retry_after``
     │   └── InternalServerError       5xx
-    ├── WaitTimeoutError              a job was not terminal in time (also a TimeoutError)
+    ├── WaitTimeoutError              a job did not end as asked in time (also a TimeoutError)
     └── InvalidJobIdError             a job id was refused before any request (also a ValueError)
 
 Errors carry plain values only (never aiohttp objects, whose repr includes the
@@ -93,7 +93,14 @@ class APITimeoutError(APIConnectionError, TimeoutError):
 
 
 class InvalidResponseError(APIConnectionError):
-    """A response came back but its body was not the JSON the API promises."""
+    """A response came back but its body was not the JSON the API promises.
+
+    ``transient`` says whether asking again could give another answer: true for
+    a body cut short, empty, not JSON or an HTML page from a proxy; false for a
+    body over the size cap or JSON of another shape, which a retry would only
+    fetch again. ``status_code`` is the answer's status: a 2xx means the server
+    did what was asked even though its answer could not be read.
+    """
 
     def __init__(
         self,
@@ -104,11 +111,13 @@ class InvalidResponseError(APIConnectionError):
         request_id: str | None = None,
         method: str | None = None,
         url: str | None = None,
+        transient: bool = True,
     ) -> None:
         super().__init__(message, method=method, url=url)
         self.status_code = status_code
         self.excerpt = excerpt
         self.request_id = request_id
+        self.transient = transient
 
     def __repr__(self) -> str:
         return (
@@ -189,12 +198,26 @@ class InternalServerError(APIStatusError):
 
 
 class WaitTimeoutError(FinetuneOpsError, TimeoutError):
-    """A job did not reach a terminal status in time; ``job`` is the last record seen."""
+    """The call's deadline passed before a job ended as asked.
 
-    def __init__(self, message: str, *, job_id: str, job: FineTuneJob | None = None) -> None:
+    ``job`` is the last record seen (``None`` if the job was never seen).
+    ``cancel_in_doubt`` is true when a cancel request had been sent but not
+    answered: it may have reached the server, and the job may be stopping.
+    ``__cause__`` is the last error met while watching the job, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        job_id: str,
+        job: FineTuneJob | None = None,
+        cancel_in_doubt: bool = False,
+    ) -> None:
         super().__init__(message)
         self.job_id = job_id
         self.job = job
+        self.cancel_in_doubt = cancel_in_doubt
 
 
 class InvalidJobIdError(FinetuneOpsError, ValueError):

@@ -6,6 +6,7 @@ the ``finetune_ops`` logger. None of them carries the API key.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -48,10 +49,11 @@ class CancelAccepted:
 
     Heard before the job's :class:`StatusChanged`, and never twice for one job
     of a batch. A journal records it so that a resumed run sends no second cancel.
+    ``job`` is the API's answer, or ``None`` when that answer could not be read.
     """
 
     job_id: str
-    job: FineTuneJob
+    job: FineTuneJob | None
 
 
 @attrs.frozen(kw_only=True)
@@ -70,7 +72,7 @@ def _log(event: Event) -> None:
     if isinstance(event, StatusChanged):
         logger.debug("%s: %s -> %s", event.job_id, event.previous, event.status)
     elif isinstance(event, CancelAccepted):
-        logger.debug("%s: cancel accepted (%s)", event.job_id, event.job.status)
+        logger.debug("%s: cancel accepted", event.job_id)
     elif isinstance(event, JobFinished):
         result = event.result
         if result.ok:
@@ -83,7 +85,9 @@ def make_emitter(on_event: OnEvent | None) -> Emit:
     """An async function that logs an event and hands it to ``on_event``.
 
     An exception from the callback is logged, not raised: a broken progress bar
-    must not lose a batch's results.
+    must not lose a batch's results. That includes a ``CancelledError`` the
+    callback raises itself; only a real cancellation of the emitting task (the
+    caller's, or the batch stopping) goes on.
     """
     if on_event is not None and not callable(on_event):
         raise TypeError("on_event must be callable")
@@ -97,6 +101,12 @@ def make_emitter(on_event: OnEvent | None) -> Emit:
             if inspect.isawaitable(outcome):
                 await outcome
         except Exception:
+            logger.exception("the on_event callback raised on %s", type(event).__name__)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # a real cancellation of the task that emitted
+            # The callback raised CancelledError itself: its bug, not a cancellation.
             logger.exception("the on_event callback raised on %s", type(event).__name__)
 
     return emit

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncGenerator, Iterable
 from contextlib import aclosing
 from datetime import timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 
@@ -114,7 +115,7 @@ class JobManager:
     def closed(self) -> bool:
         return self._closed
 
-    async def __aenter__(self) -> JobManager:
+    async def __aenter__(self) -> Self:
         self._check_open()
         return self
 
@@ -133,7 +134,7 @@ class JobManager:
         """
         self._closed = True
         for batch in list(self._running):
-            await batch.stop()
+            await batch.stop(closing=True)
         await self._api.aclose()
 
     # -- single jobs: these raise ------------------------------------------------
@@ -144,7 +145,9 @@ class JobManager:
         """Cancel one job and return its record; with ``wait``, once it is terminal.
 
         A job that had already ended is returned as it is, not treated as an error.
-        Raises the job's error: NotFoundError, WaitTimeoutError, and so on.
+        ``timeout`` bounds the whole call, retries included; with ``wait`` it
+        defaults to the poll policy's. Raises the job's error: NotFoundError,
+        WaitTimeoutError, and so on.
         """
         return await self._one(job_id, cancel=True, wait=wait, timeout=timeout)
 
@@ -180,7 +183,12 @@ class JobManager:
     async def cancel_many(
         self, job_ids: Iterable[str], *, wait: bool = False, timeout: Timeout = None
     ) -> CancelReport:
-        """Cancel every job; with ``wait``, until each is terminal. Results in input order."""
+        """Cancel every job; with ``wait``, until each is terminal. Results in input order.
+
+        ``timeout`` bounds the whole call, cancels and their retries included
+        (with ``wait`` it defaults to the poll policy's): a job without its
+        answer by then gets a WaitTimeoutError.
+        """
         return await self._report(self._batch(job_ids, cancel=True, wait=wait, timeout=timeout))
 
     async def wait_many(self, job_ids: Iterable[str], *, timeout: Timeout = None) -> CancelReport:
@@ -196,7 +204,7 @@ class JobManager:
         the loop early stops all work of the batch; wrap the iterator in
         :func:`contextlib.aclosing` to have that happen before the next line runs.
         """
-        return self._batch(job_ids, cancel=True, wait=wait, timeout=timeout).run()
+        return self._results(self._batch(job_ids, cancel=True, wait=wait, timeout=timeout))
 
     # -- plumbing ----------------------------------------------------------------
 
@@ -204,11 +212,12 @@ class JobManager:
         if self._closed:
             raise RuntimeError("this JobManager is closed; create a new one")
 
-    def _timeout(self, timeout: Timeout) -> float:
-        value = self.poll.timeout if timeout is None else seconds(timeout)
+    def _timeout(self, timeout: Timeout, *, wait: bool) -> float | None:
+        default = self.poll.timeout if wait else math.inf  # without wait: only when asked
+        value = default if timeout is None else seconds(timeout)
         if value < 0:
             raise ValueError(f"timeout must be >= 0, got {value!r}")
-        return value
+        return value if math.isfinite(value) else None
 
     def _batch(
         self, job_ids: Iterable[object], *, cancel: bool, wait: bool, timeout: Timeout
@@ -220,21 +229,30 @@ class JobManager:
             job_ids,
             cancel=cancel,
             wait=wait,
-            timeout=self._timeout(timeout),
+            timeout=self._timeout(timeout, wait=wait),
             emit=self._emit,
-            running=self._running,
         )
 
-    @staticmethod
-    async def _report(batch: Batch) -> CancelReport:
-        async with aclosing(batch.run()) as results:
+    async def _results(self, batch: Batch) -> AsyncGenerator[CancelResult, None]:
+        """The batch's results, with the batch known to the manager while it runs."""
+        self._check_open()
+        self._running.add(batch)
+        try:
+            async with aclosing(batch.run()) as results:
+                async for result in results:
+                    yield result
+        finally:
+            self._running.discard(batch)
+
+    async def _report(self, batch: Batch) -> CancelReport:
+        async with aclosing(self._results(batch)) as results:
             by_id = {result.job_id: result async for result in results}
         return CancelReport(tuple(by_id[key] for key in batch.order))
 
     async def _one(self, job_id: str, *, cancel: bool, wait: bool, timeout: Timeout) -> FineTuneJob:
         check_job_id(job_id)
         batch = self._batch([job_id], cancel=cancel, wait=wait, timeout=timeout)
-        async with aclosing(batch.run()) as results:
+        async with aclosing(self._results(batch)) as results:
             result = await anext(results)
         if result.error is not None:
             raise result.error

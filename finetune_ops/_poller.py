@@ -1,116 +1,97 @@
-"""Watching many jobs until each is terminal, with as few requests as possible.
+"""Watching the jobs of one batch until each is terminal, with as few requests as possible.
 
-One poller serves one call. Each tick it looks at every job still waiting: with
-more than ``batch_threshold`` of them, one ``GET /fine-tunes`` answers for all
-(the list holds every job of the account), and only ids missing from it are
-fetched one by one; with few, each is fetched with ``GET /fine-tunes/{id}``.
-Records are structured only for jobs whose status moved, since the list may
-hold thousands of unrelated jobs.
+Each tick looks at every job still waiting: with more than ``batch_threshold``
+of them, one ``GET /fine-tunes`` answers for all (the list holds every job of
+the account), and only ids missing from it are fetched one by one; with few,
+each is fetched with ``GET /fine-tunes/{id}``. Records are structured only for
+jobs whose status moved, since the list may hold thousands of unrelated jobs.
+
+A look is never retried on its own: the next tick is its retry. A list that
+keeps failing (three ticks in a row, or once in a way that asking again cannot
+change) is set aside for a while and every job is fetched on its own; then the
+list is tried again, so one bad minute does not cost a long batch its cheap
+polling.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
-from collections.abc import Awaitable, Callable
+from typing import Final
 
-from ._api import CallState, FineTunesAPI
+from ._api import FineTunesAPI
 from ._errors import (
     AuthenticationError,
     FinetuneOpsError,
     InvalidResponseError,
     NotFoundError,
     PermissionDeniedError,
-    WaitTimeoutError,
+    RateLimitError,
 )
-from ._policies import PollPolicy
+from ._ledger import Entry, Ledger
+from ._policies import PollPolicy, RetryPolicy
 from ._records import FineTuneJob
+from ._retry import is_retryable
 
-__all__ = ["FATAL_ERRORS", "Poller", "Waiter"]
+__all__ = ["Poller"]
 
 logger = logging.getLogger("finetune_ops")
 
-#: Errors that no other job of the batch can escape either.
-FATAL_ERRORS = (AuthenticationError, PermissionDeniedError)
-
-
-class Waiter:
-    """One job being watched: its last record, its own requests, its last error."""
-
-    __slots__ = ("call", "job", "job_id", "last_error")
-
-    def __init__(self, job_id: str, job: FineTuneJob | None, call: CallState) -> None:
-        self.job_id = job_id
-        self.job = job
-        self.call = call
-        self.last_error: FinetuneOpsError | None = None
-
-
-Update = Callable[[Waiter, FineTuneJob], Awaitable[None]]
-Finish = Callable[[Waiter, FinetuneOpsError | None], Awaitable[None]]
-Fatal = Callable[[FinetuneOpsError], Awaitable[None]]
+_ONE_LOOK: Final = RetryPolicy.no_retry()
+#: Failed list ticks in a row after which the jobs are fetched one by one.
+_LIST_FAILURES: Final = 3
+#: Ticks without the list after it failed; doubled each time it fails again.
+_LIST_REST: Final = 8
+_LIST_REST_MAX: Final = 64
 
 
 class Poller:
-    """Polls its waiters until each is terminal, gone, or out of time.
+    """Polls the entries it is given until each is terminal, gone, or the batch halts.
 
-    ``on_update`` hears every new record of a waiter; ``on_finish`` is called
-    once per waiter, with ``None`` when its last record is terminal, else with
-    the error that ended it (a WaitTimeoutError at the deadline, whose cause is
-    the last polling error, if any). ``deadline`` is on the event loop's clock.
+    It ends jobs through the ledger; the batch's deadline is the supervisor's
+    to enforce (it cancels the poller). ``run`` returns once :meth:`close` was
+    called and nothing is left waiting.
     """
 
     def __init__(
         self,
         api: FineTunesAPI,
         policy: PollPolicy,
-        deadline: float,
+        ledger: Ledger,
         *,
-        on_update: Update,
-        on_finish: Finish,
-        on_fatal: Fatal,
         rng: random.Random | None = None,
     ) -> None:
         self._api = api
         self._policy = policy
-        self._deadline = deadline
-        self._deadline_or_none = deadline if math.isfinite(deadline) else None
-        self._on_update = on_update
-        self._on_finish = on_finish
-        self._on_fatal = on_fatal
+        self._ledger = ledger
         self._rng = rng or random.Random()
-        self._waiting: dict[str, Waiter] = {}
+        self._waiting: dict[str, Entry] = {}
         self._wake = asyncio.Event()
-        self._unseen = 0  # waiters added with no record yet: they are looked at at once
+        self._unseen = 0  # entries added with no record yet: they are looked at at once
         self._closed = False
-        self._use_list = True
         self._last_round = 0.0  # seconds the last poll round took
+        self._list_failures = 0  # failed list ticks in a row
+        self._list_rest = _LIST_REST  # ticks to go without the list after its next failure
+        self._without_list = 0  # ticks left before the list is tried again
 
     @property
     def waiting(self) -> int:
         return len(self._waiting)
 
-    def add(self, waiter: Waiter) -> None:
+    def add(self, entry: Entry) -> None:
         """Start watching a job; one with no record yet is looked at without delay."""
         was_idle = not self._waiting
-        self._waiting[waiter.job_id] = waiter
-        if waiter.job is None:
+        self._waiting[entry.job_id] = entry
+        if entry.job is None:
             self._unseen += 1
-        if was_idle or waiter.job is None:
+        if was_idle or entry.job is None:
             self._wake.set()
 
     def close(self) -> None:
-        """No more waiters will be added: ``run`` returns once the last one finishes."""
+        """No more entries will be added: ``run`` returns once the last one finishes."""
         self._closed = True
         self._wake.set()
-
-    async def fail_all(self, error: FinetuneOpsError) -> None:
-        """End every waiter with ``error``."""
-        waiters, self._waiting = list(self._waiting.values()), {}
-        for waiter in waiters:
-            await self._on_finish(waiter, error)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -120,7 +101,7 @@ class Poller:
                 await self._wake.wait()
                 self._wake.clear()
                 continue
-            wake_at = min(self._deadline, loop.time() + self._pause(tick))
+            wake_at = loop.time() + self._pause(tick)
             while self._waiting and not self._unseen and loop.time() < wake_at:
                 try:
                     async with asyncio.timeout_at(wake_at):
@@ -128,16 +109,9 @@ class Poller:
                 except TimeoutError:
                     break
                 self._wake.clear()
-            if loop.time() >= self._deadline:
-                await self._expire()
-                continue
             self._unseen = 0
             started = loop.time()
-            try:
-                async with asyncio.timeout_at(self._deadline_or_none):
-                    await self._poll_once()
-            except TimeoutError:
-                await self._expire()
+            await self._poll_once()
             self._last_round = loop.time() - started
             tick += 1
 
@@ -152,68 +126,89 @@ class Poller:
         # back to back: polling gets at most about half of the time.
         return max(delay, self._last_round)
 
-    async def _expire(self) -> None:
-        waiters, self._waiting = list(self._waiting.values()), {}
-        for waiter in waiters:
-            seen = f"still {str(waiter.job.status)!r}" if waiter.job else "never seen"
-            error = WaitTimeoutError(
-                f"{waiter.job_id} was {seen} when the wait timed out",
-                job_id=waiter.job_id,
-                job=waiter.job,
-            )
-            error.__cause__ = waiter.last_error
-            await self._on_finish(waiter, error)
-
     async def _poll_once(self) -> None:
-        waiters = list(self._waiting.values())
-        if self._use_list and len(waiters) > self._policy.batch_threshold:
-            waiters = await self._poll_list(waiters)
-        if waiters:
-            await asyncio.gather(*(self._poll_one(waiter) for waiter in waiters))
+        entries = list(self._waiting.values())
+        if self._use_list(len(entries)):
+            entries = await self._poll_list(entries)
+        if entries:
+            # A task group, not gather: a halt in one look stops the others too.
+            async with asyncio.TaskGroup() as group:
+                for entry in entries:
+                    group.create_task(self._poll_one(entry))
 
-    async def _poll_list(self, waiters: list[Waiter]) -> list[Waiter]:
-        """One list request for all; returns the waiters it could not answer for."""
-        known = {w.job_id: (w.job.status if w.job else None) for w in waiters}
+    def _use_list(self, waiting: int) -> bool:
+        if waiting <= self._policy.batch_threshold:
+            return False
+        if self._without_list:
+            self._without_list -= 1
+            return False
+        return True
+
+    async def _poll_list(self, entries: list[Entry]) -> list[Entry]:
+        """One list request for all; returns the entries to fetch one by one."""
+        known = {e.job_id: (e.job.status if e.job is not None else None) for e in entries}
         try:
-            changed, mentioned = await self._api.list_changes(known)
-        except FATAL_ERRORS as error:
-            await self._on_fatal(error)
-            return []
-        except InvalidResponseError as error:
-            # Too large or unreadable even after retries: one GET per job from now on.
-            logger.warning("the job list cannot be used for polling (%s); polling each job", error)
-            self._use_list = False
-            return waiters
+            changed, mentioned = await self._api.list_changes(known, retry=_ONE_LOOK)
+        except (AuthenticationError, PermissionDeniedError) as error:
+            await self._ledger.refused(None, error)  # the list is the key's: halts
+            raise  # not reached
         except FinetuneOpsError as error:
-            for waiter in waiters:
-                waiter.last_error = error
-            return []  # next tick tries again
-        for waiter in waiters:
-            update = changed.get(waiter.job_id)
+            for entry in entries:
+                entry.last_error = error
+            return entries if self._list_failed(error) else []
+        self._ledger.answered()
+        if self._list_rest > _LIST_REST:
+            logger.info("the job list answers again; polling with it")
+        self._list_failures = 0
+        self._list_rest = _LIST_REST
+        rest = []
+        for entry in entries:
+            update = changed.get(entry.job_id)
             if isinstance(update, InvalidResponseError):
-                waiter.last_error = update
+                entry.last_error = update
+                rest.append(entry)  # its full record may still be readable
             elif update is not None:
-                await self._seen(waiter, update)
-        return [waiter for waiter in waiters if waiter.job_id not in mentioned]
+                await self._seen(entry, update)
+            elif entry.job_id not in mentioned:
+                rest.append(entry)
+        return [entry for entry in rest if entry.job_id in self._waiting]
 
-    async def _poll_one(self, waiter: Waiter) -> None:
+    def _list_failed(self, error: FinetuneOpsError) -> bool:
+        """Count a failed list tick; True when the list is set aside from now on."""
+        if isinstance(error, RateLimitError):
+            return False  # a request to slow down, not a broken list
+        self._list_failures += 1
+        if self._list_failures < _LIST_FAILURES and is_retryable(error, self._api.retry):
+            return False  # tried again next tick
+        logger.warning(
+            "the job list cannot be used for polling (%s); fetching each job for %d ticks",
+            error,
+            self._list_rest,
+        )
+        self._without_list = self._list_rest
+        self._list_rest = min(2 * self._list_rest, _LIST_REST_MAX)
+        self._list_failures = 0
+        return True
+
+    async def _poll_one(self, entry: Entry) -> None:
         try:
-            job = await self._api.retrieve(waiter.job_id, call=waiter.call)
-        except FATAL_ERRORS as error:
-            await self._on_fatal(error)
+            job = await self._api.retrieve(entry.job_id, call=entry, retry=_ONE_LOOK)
+        except (AuthenticationError, PermissionDeniedError) as error:
+            if self._waiting.pop(entry.job_id, None) is not None:
+                await self._ledger.refused(entry, error)
         except NotFoundError as error:
-            if self._waiting.pop(waiter.job_id, None) is not None:
-                await self._on_finish(waiter, error)
+            if self._waiting.pop(entry.job_id, None) is not None:
+                await self._ledger.finish(entry, error)
         except FinetuneOpsError as error:
-            waiter.last_error = error  # keep waiting: the deadline decides
+            entry.last_error = error  # keep watching: the deadline decides
         else:
-            await self._seen(waiter, job)
+            self._ledger.answered()
+            await self._seen(entry, job)
 
-    async def _seen(self, waiter: Waiter, job: FineTuneJob) -> None:
-        if waiter.job_id not in self._waiting:
-            return  # ended meanwhile (a fatal error)
-        await self._on_update(waiter, job)
-        waiter.job = job
+    async def _seen(self, entry: Entry, job: FineTuneJob) -> None:
+        if entry.job_id not in self._waiting:
+            return
+        await self._ledger.update(entry, job)
         if job.status.is_terminal:
-            del self._waiting[waiter.job_id]
-            await self._on_finish(waiter, None)
+            del self._waiting[entry.job_id]
+            await self._ledger.finish(entry)

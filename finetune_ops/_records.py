@@ -107,6 +107,15 @@ KNOWN_STATUSES: Final[frozenset[JobStatus]] = frozenset(
 )
 
 
+def _to_status(value: str) -> JobStatus:
+    """Let a plain string stand for a status, as in ``FineTuneJob(status="running")``."""
+    if isinstance(value, JobStatus):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"status must be a str, not {type(value).__name__}")
+    return JobStatus(value)
+
+
 @attrs.frozen(kw_only=True)
 class FineTuneEvent:
     """One entry of a job's event log (a stage change, a checkpoint, an error ...).
@@ -205,10 +214,14 @@ class FineTuneJob:
     Only ``id`` and ``status`` are always there; the shorter job shape that list,
     cancel and create return leaves many fields ``None``. Timestamps are
     timezone-aware.
+
+    A field the server sent in a shape this library does not expect (a number
+    where a timestamp belongs, an object where a list does) is left ``None`` and
+    named in ``unparsed_fields``, rather than failing the whole record.
     """
 
     id: str
-    status: JobStatus
+    status: JobStatus = attrs.field(converter=_to_status)
 
     # When and by whom.
     created_at: datetime | None = None
@@ -265,6 +278,9 @@ class FineTuneJob:
     from_checkpoint: str | None = None
     from_hf_model: str | None = None
     hf_model_revision: str | None = None
+
+    #: Fields the server sent that did not fit their documented type, left ``None``.
+    unparsed_fields: tuple[str, ...] = ()
 
     @property
     def is_terminal(self) -> bool:

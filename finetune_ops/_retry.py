@@ -19,7 +19,7 @@ from typing import TypeVar
 import attrs
 import tenacity
 
-from ._errors import APIConnectionError, APIStatusError, FinetuneOpsError
+from ._errors import APIConnectionError, APIStatusError, FinetuneOpsError, InvalidResponseError
 from ._policies import RetryPolicy
 
 __all__ = ["RetryEvent", "Sleep", "is_retryable", "retrying"]
@@ -28,6 +28,7 @@ logger = logging.getLogger("finetune_ops")
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
 
 
 @attrs.frozen(kw_only=True)
@@ -45,7 +46,15 @@ class RetryEvent:
 
 
 def is_retryable(error: BaseException, policy: RetryPolicy) -> bool:
-    """Whether ``error`` is worth another try under ``policy``."""
+    """Whether ``error`` is worth another try under ``policy``: whether asking again can change.
+
+    No usable answer (a connection failure, a timeout, a body cut short or not
+    JSON) may be different next time; so may the statuses of the policy, unless
+    the server said ``x-should-retry``. A body over the size cap, JSON of the
+    wrong shape and every other status would come back the same.
+    """
+    if isinstance(error, InvalidResponseError):
+        return error.transient
     if isinstance(error, APIConnectionError):
         return True
     if isinstance(error, APIStatusError):
@@ -72,6 +81,24 @@ class _HintOrBackoff(tenacity.wait.wait_base):
         return wait
 
 
+class _StopAtLimits(tenacity.stop.stop_base):
+    """Stop after the policy's attempts, or when the next wait would end past its deadline.
+
+    The deadline counts from ``started``, before the first try, on ``clock``.
+    """
+
+    def __init__(self, policy: RetryPolicy, started: float, clock: Clock) -> None:
+        self._policy = policy
+        self._started = started
+        self._clock = clock
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        if retry_state.attempt_number >= self._policy.attempts:
+            return True
+        elapsed = self._clock() - self._started
+        return elapsed + retry_state.upcoming_sleep >= self._policy.deadline
+
+
 _rng = random.Random()
 
 
@@ -83,11 +110,12 @@ async def retrying(
     job_id: str | None = None,
     on_retry: Callable[[RetryEvent], Awaitable[None]] | None = None,
     sleep: Sleep = asyncio.sleep,
+    clock: Clock = time.monotonic,
 ) -> T:
     """Await ``attempt()`` until it succeeds or ``policy`` says stop; raise the last error."""
     # Most calls succeed at once: tenacity is only set up after a retryable failure,
     # which it is then shown again as its own first attempt.
-    started = time.monotonic()
+    started = clock()
     try:
         return await attempt()
     except FinetuneOpsError as error:
@@ -127,8 +155,7 @@ async def retrying(
             await on_retry(event)
 
     retryer = tenacity.AsyncRetrying(
-        stop=tenacity.stop_after_attempt(policy.attempts)
-        | tenacity.stop_before_delay(policy.deadline - (time.monotonic() - started)),
+        stop=_StopAtLimits(policy, started, clock),
         wait=_HintOrBackoff(policy, _rng),
         retry=tenacity.retry_if_exception(lambda error: is_retryable(error, policy)),
         before_sleep=before_sleep,

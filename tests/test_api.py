@@ -427,7 +427,7 @@ async def test_key_never_logged(sim: Simulator, caplog: pytest.LogCaptureFixture
         ({"id": "ft-x"}, False, "required field missing @ $.status"),
         ({"id": "ft-x", "status": 3}, False, "$.status"),
         ([1, 2], False, "expected an object"),
-        ({"data": "nope"}, True, "expected an array"),
+        ({"data": "nope"}, True, "'data' is not a list of jobs"),
     ],
 )
 async def test_wrongly_shaped_json_is_invalid_response(

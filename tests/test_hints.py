@@ -81,3 +81,9 @@ def test_should_retry(value: str | None, expected: bool | None) -> None:
     """x-should-retry is honoured when it says true or false, ignored otherwise."""
     headers = CIMultiDict() if value is None else CIMultiDict({"x-should-retry": value})
     assert should_retry_hint(headers) is expected
+
+
+@pytest.mark.parametrize("value", ["Wed, 21 Oct 2037 07:28:00", "Wed, 21 Oct 2037 07:28:00 -0000"])
+def test_http_date_without_a_zone_is_ignored(value: str) -> None:
+    """An HTTP date must be GMT: one without a usable zone gives no hint."""
+    assert hint(retry_after=value) is None

@@ -115,6 +115,8 @@ def test_every_optional_job_field_defaults_to_none() -> None:
     for field in attrs.fields(FineTuneJob):
         if field.name in {"id", "status"}:
             assert field.default is attrs.NOTHING
+        elif field.name == "unparsed_fields":
+            assert field.default == ()
         else:
             assert field.default is None, field.name
 
@@ -186,3 +188,13 @@ def test_nested_records_hold_their_settings() -> None:
     assert sched.lr_scheduler_args is not None
     assert sched.lr_scheduler_args.num_cycles == 0.5
     assert Progress(estimate_available=True, seconds_remaining=30).seconds_remaining == 30
+
+
+def test_a_plain_string_status_becomes_a_job_status() -> None:
+    """FineTuneJob(status="running") works as users' own test doubles write it."""
+    job = FineTuneJob(id="ft-1", status="running")
+    assert isinstance(job.status, JobStatus)
+    assert job.status.is_terminal is False
+    assert FineTuneJob(id="ft-1", status="user_error").is_terminal is True
+    with pytest.raises(TypeError):
+        FineTuneJob(id="ft-1", status=None)  # type: ignore[arg-type]

@@ -212,3 +212,45 @@ def test_gate_refuses_bad_rates() -> None:
     for rate in (0, -1, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="max_requests_per_second"):
             RequestGate(rate)
+
+
+async def test_gate_pause_is_checked_again_after_sleeping() -> None:
+    """A pause extended while a request sleeps it out holds that request for the rest too."""
+    clock = FakeClock()
+
+    async def sleep(seconds: float) -> None:
+        await clock.sleep(seconds)
+        if len(clock.sleeps) == 1:
+            gate.pause(3.0)  # another 429 arrived meanwhile
+
+    gate = RequestGate(clock=clock, sleep=sleep)
+    gate.pause(1.0)
+    await gate.wait()
+    assert clock.sleeps == [1.0, 3.0]
+
+
+async def test_deadline_counts_the_first_attempt() -> None:
+    """The retry deadline runs from before the first try, so a slow first try uses it up."""
+    clock = FakeClock()
+
+    async def slow_failure() -> str:
+        clock.now += 50.0  # the first try alone takes 50 of the 60 seconds
+        raise APIConnectionError("reset")
+
+    policy = RetryPolicy(deadline=60, wait_initial=20, wait_max=20, wait_jitter=0)
+    with pytest.raises(APIConnectionError):
+        await retrying(slow_failure, policy, endpoint="cancel", sleep=clock.sleep, clock=clock)
+    assert clock.sleeps == []  # 50 s gone + 20 s of backoff would end past the deadline
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (InvalidResponseError("cut short"), True),
+        (InvalidResponseError("over the cap", transient=False), False),
+        (InvalidResponseError("wrong shape", transient=False), False),
+    ],
+)
+def test_only_answers_that_can_change_are_retried(error: BaseException, expected: bool) -> None:
+    """A body cut short is retried; a body over the cap or of the wrong shape is not."""
+    assert is_retryable(error, RetryPolicy()) is expected
