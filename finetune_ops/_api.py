@@ -19,11 +19,13 @@ from typing import Any, TypeVar
 import aiohttp
 import attrs
 
+from ._bodies import DEFAULT_MAX_BUFFERED_BYTES, BodyBudget, read_body, request_id
 from ._converter import STRUCTURE_ERRORS, describe_error, structure_events, structure_job
 from ._errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    FinetuneOpsError,
     InvalidResponseError,
     RateLimitError,
     status_error,
@@ -37,10 +39,20 @@ from ._records import FineTuneEvent, FineTuneJob
 from ._retry import RetryEvent, Sleep, retrying
 from ._settings import resolve_api_key, resolve_base_url
 
-__all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_MAX_LIST_BODY_SIZE", "CallState", "FineTunesAPI"]
+__all__ = [
+    "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_MAX_BUFFERED_BYTES",
+    "DEFAULT_MAX_LIST_BODY_SIZE",
+    "REDACTED",
+    "CallState",
+    "FineTunesAPI",
+]
 
 logger = logging.getLogger("finetune_ops")
 T = TypeVar("T")
+
+#: What stands in for the API key wherever a server echoed it.
+REDACTED = "[redacted]"
 
 #: Cap on one response body; the list of every job of an account gets a larger one.
 DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
@@ -69,10 +81,6 @@ def _excerpt(body: bytes | bytearray | str) -> str:
     return " ".join(text.split())
 
 
-def _request_id(headers: Mapping[str, str]) -> str | None:
-    return headers.get("x-request-id") or headers.get("request-id")
-
-
 # -- what each endpoint's body becomes: the only places JSON turns into values ---------
 
 
@@ -89,41 +97,6 @@ def _load_events(text: str) -> tuple[FineTuneEvent, ...]:
 
 def _load_jobs(text: str) -> list[FineTuneJob]:
     return [structure_job(entry) for entry in entries(text)]
-
-
-async def _read(response: aiohttp.ClientResponse, method: str, url: str, limit: int) -> bytearray:
-    """The whole body, refused as soon as it is known to exceed ``limit`` bytes.
-
-    A body of known length is copied once into a buffer of that size, rather
-    than collected in pieces and joined, which would briefly need twice its size.
-    """
-
-    def too_big(size: str) -> InvalidResponseError:
-        return InvalidResponseError(
-            f"{method} {url}: response body {size} exceeds the {limit} byte cap",
-            status_code=response.status,
-            request_id=_request_id(response.headers),
-            method=method,
-            url=url,
-            transient=False,
-        )
-
-    length = response.content_length
-    if length is not None and length > limit:
-        raise too_big(f"of {length} bytes")
-    body = bytearray(length or 0)
-    size = 0
-    async for chunk in response.content.iter_any():
-        end = size + len(chunk)
-        if end > limit:
-            raise too_big("without a declared length" if length is None else "longer than declared")
-        if end <= len(body):
-            body[size:end] = chunk
-        else:
-            body += chunk
-        size = end
-    del body[size:]
-    return body
 
 
 def _decode(
@@ -173,7 +146,7 @@ def _decode(
         f"{method} {url}: HTTP {status} with {problem}",
         status_code=status,
         excerpt=excerpt,
-        request_id=_request_id(headers),
+        request_id=request_id(headers),
         method=method,
         url=url,
         transient=transient,
@@ -222,6 +195,7 @@ class FineTunesAPI:
         allow_insecure_http: bool = False,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_list_body_size: int = DEFAULT_MAX_LIST_BODY_SIZE,
+        max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
         on_retry: Callable[[RetryEvent], Awaitable[None]] | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -250,6 +224,7 @@ class FineTunesAPI:
         )
         self._max_body_size = max_body_size
         self._max_list_body_size = max_list_body_size
+        self._budget = BodyBudget(max_buffered_bytes)
         self._on_retry = on_retry
         self._sleep = sleep
         self._closed = False
@@ -418,11 +393,20 @@ class FineTunesAPI:
         self, session: aiohttp.ClientSession, request: _Request, loads: Callable[[str], T]
     ) -> T:
         status, headers, payload = await self._exchange(session, request)
+        held = len(payload)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s -> %d", request.method, request.url, status)
-        if 200 <= status < 300:
-            return _decode(payload, loads, status, headers, request.method, request.url)
-        raise self._status_error(payload, status, headers, request.method, request.url)
+        try:
+            if 200 <= status < 300:
+                return _decode(payload, loads, status, headers, request.method, request.url)
+            failure: FinetuneOpsError = self._status_error(
+                payload, status, headers, request.method, request.url
+            )
+        except InvalidResponseError as error:
+            failure = error
+        finally:
+            self._budget.give_back(held)  # parsed, or given up: the bytes are free
+        raise self._redacted(failure)
 
     async def _exchange(
         self, session: aiohttp.ClientSession, request: _Request
@@ -456,7 +440,9 @@ class FineTunesAPI:
                 failure = self._transport_error(error, session, method, url)
             else:
                 try:
-                    payload = await _read(response, method, url, request.limit)
+                    payload = await read_body(
+                        response, method, url, cap=request.limit, budget=self._budget
+                    )
                 except BaseException as error:
                     response.close()  # the connection is not reused with a body half read
                     failure = self._transport_error(error, session, method, url)
@@ -492,6 +478,23 @@ class FineTunesAPI:
             return _connection_error(error, method, url)
         return error  # ours (a body over the cap), misuse, or a bug: as it is
 
+    def _redacted(self, error: FinetuneOpsError) -> FinetuneOpsError:
+        """``error`` with the key replaced wherever a server echoed it into its text.
+
+        Every error built from an answer passes here, so no message, excerpt or
+        field of ours repeats a key that a server or proxy put in its body.
+        """
+        if self._key is None:
+            return error
+        secret = self._key.reveal()
+        for name, value in vars(error).items():
+            if isinstance(value, str) and secret in value:
+                setattr(error, name, value.replace(secret, REDACTED))
+        error.args = tuple(
+            arg.replace(secret, REDACTED) if isinstance(arg, str) else arg for arg in error.args
+        )
+        return error
+
     def _status_error(
         self, payload: bytearray, status: int, headers: Mapping[str, str], method: str, url: str
     ) -> APIStatusError:
@@ -513,7 +516,7 @@ class FineTunesAPI:
         return status_error(
             status,
             message,
-            request_id=_request_id(headers),
+            request_id=request_id(headers),
             retry_after=retry_hint(headers, time.time()),
             should_retry=should_retry_hint(headers),
             **fields,

@@ -13,6 +13,7 @@ import aiohttp
 
 from ._api import FineTunesAPI
 from ._batch import Batch
+from ._bodies import DEFAULT_MAX_BUFFERED_BYTES
 from ._events import OnEvent, make_emitter
 from ._ids import check_job_id
 from ._policies import (
@@ -44,8 +45,11 @@ class JobManager:
     ``base_url``, else ``TOGETHER_BASE_URL``, else the public API. Pass your own
     ``session`` to share its connection pool; it is then never closed here.
     ``max_concurrency`` caps HTTP requests in flight (not jobs);
-    ``max_requests_per_second`` paces them. ``on_event`` (sync or async) hears
-    retries, status changes and finished jobs.
+    ``max_requests_per_second`` paces them. ``max_buffered_bytes`` bounds the
+    memory that answers being read may hold at once, across the manager (one
+    job's answer may hold 64 MiB, the list of every job 1 GiB, and all of them
+    together no more than this). ``on_event`` (sync or async) hears retries,
+    accepted cancels, status changes and finished jobs.
 
     Single-job calls raise on failure. Batch calls never raise for one job:
     every unique id gets exactly one :class:`CancelResult`.
@@ -63,6 +67,7 @@ class JobManager:
         session: aiohttp.ClientSession | None = None,
         allow_insecure_http: bool = False,
         max_requests_per_second: float | None = None,
+        max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
         on_event: OnEvent | None = None,
     ) -> None:
         for name, value, cls in (
@@ -81,6 +86,7 @@ class JobManager:
             timeouts=timeouts,
             max_concurrency=max_concurrency,
             max_requests_per_second=max_requests_per_second,
+            max_buffered_bytes=max_buffered_bytes,
             allow_insecure_http=allow_insecure_http,
             on_retry=self._emit,
         )
