@@ -26,8 +26,9 @@ async def _no_leaks() -> AsyncIterator[None]:
     A full collection finds what the test dropped in a reference cycle (a pending
     task, an unclosed session). Whatever survives it is then frozen out of later
     collections, so each test's collection scans only the objects made since the
-    last one: the same catch, for a fraction of the cost of rescanning the whole
-    heap after every test.
+    last one, at a fraction of the cost of rescanning the whole heap each time.
+    (An object one test keeps alive and a later test drops in a cycle is not
+    collected then; tests share no such objects.)
     """
     loop = asyncio.get_running_loop()
     reported: list[dict[str, Any]] = []
