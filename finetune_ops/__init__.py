@@ -25,6 +25,7 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._events import CancelAccepted, Event, JobFinished, StatusChanged
+from ._gate import RateChanged, RateGate
 from ._manager import JobManager
 from ._policies import (
     DEFAULT_POLL,
@@ -87,6 +88,8 @@ __all__ = [
     "PermissionDeniedError",
     "PollPolicy",
     "Progress",
+    "RateChanged",
+    "RateGate",
     "RateLimitError",
     "RetryEvent",
     "RetryPolicy",

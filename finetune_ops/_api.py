@@ -3,7 +3,7 @@
 This is the only module that talks to aiohttp. Everything aiohttp, JSON or
 cattrs can raise is translated here into the error tree of ``_errors``, raised
 from the original, and every attempt passes through the manager-wide
-:class:`RequestGate` and the concurrency limit.
+:class:`RateGate` and the concurrency limit.
 """
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ from ._errors import (
     APITimeoutError,
     FinetuneOpsError,
     InvalidResponseError,
-    RateLimitError,
     status_error,
 )
-from ._gate import RequestGate
+from ._gate import RateChanged, RateGate, Ticket
 from ._hints import retry_hint, should_retry_hint
 from ._ids import check_job_id
 from ._listing import Changes, entries, parse_changes
@@ -178,8 +177,9 @@ class FineTunesAPI:
 
     The session is the caller's (never closed here) or one of its own, created
     on first use and closed by :meth:`aclose`. ``max_concurrency`` caps HTTP
-    requests in flight; the gate paces them and holds them during a shared
-    rate-limit pause.
+    requests in flight; the rate gate (its own, or ``rate_gate`` shared with
+    other clients on the same key) paces them. ``on_event`` hears retries and
+    the gate's changes.
     """
 
     def __init__(
@@ -196,7 +196,8 @@ class FineTunesAPI:
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_list_body_size: int = DEFAULT_MAX_LIST_BODY_SIZE,
         max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
-        on_retry: Callable[[RetryEvent], Awaitable[None]] | None = None,
+        rate_gate: RateGate | None = None,
+        on_event: Callable[[RetryEvent | RateChanged], Awaitable[None]] | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
@@ -211,7 +212,12 @@ class FineTunesAPI:
         self.retry = retry
         self.timeouts = timeouts
         self.max_concurrency = max_concurrency
-        self.gate = RequestGate(max_requests_per_second, sleep=sleep)
+        if rate_gate is not None and max_requests_per_second is not None:
+            raise ValueError("give max_requests_per_second to the shared RateGate instead")
+        if rate_gate is not None and not isinstance(rate_gate, RateGate):
+            raise TypeError("rate_gate must be a RateGate")
+        self.gate = rate_gate or RateGate(max_requests_per_second, sleep=sleep)
+        self._gate_changes_seen = self.gate.change_count  # a shared gate's past is not ours
         self._key = resolve_api_key(api_key)
         self._headers = {"Accept": "application/json", "User-Agent": _USER_AGENT}
         if self._key is not None:
@@ -225,7 +231,7 @@ class FineTunesAPI:
         self._max_body_size = max_body_size
         self._max_list_body_size = max_list_body_size
         self._budget = BodyBudget(max_buffered_bytes)
-        self._on_retry = on_retry
+        self._on_event = on_event
         self._sleep = sleep
         self._closed = False
 
@@ -367,32 +373,54 @@ class FineTunesAPI:
         async def attempt() -> T:
             async with self._slots:
                 # The gate is passed holding a slot, so that nothing queued on the
-                # slots can slip out during a rate-limit pause.
-                await self.gate.wait()
+                # slots can slip out during a manager-wide wait.
+                ticket = await self.gate.acquire()
                 if call is not None:
                     call.attempts += 1
-                return await self._send(session, request, loads)
-
-        async def on_retry(event: RetryEvent) -> None:
-            if isinstance(event.cause, RateLimitError) and event.cause.retry_after is not None:
-                # One 429 with a hint pauses the whole manager, capped by the deadline.
-                self.gate.pause(min(event.cause.retry_after, policy.deadline))
-            if self._on_retry is not None:
-                await self._on_retry(event)
+                try:
+                    return await self._send(session, request, loads, ticket)
+                finally:
+                    if (
+                        self._on_event is not None
+                        and self.gate.changes_after(self._gate_changes_seen)[1]
+                        != self._gate_changes_seen
+                    ):
+                        await self._tell_gate_changes()
 
         return await retrying(
             attempt,
             policy,
             endpoint=endpoint,
             job_id=job_id,
-            on_retry=on_retry,
+            on_retry=self._on_event,
             sleep=self._sleep,
         )
 
+    async def _tell_gate_changes(self) -> None:
+        changes, self._gate_changes_seen = self.gate.changes_after(self._gate_changes_seen)
+        if self._on_event is not None:
+            for change in changes:
+                await self._on_event(change)
+
     async def _send(
-        self, session: aiohttp.ClientSession, request: _Request, loads: Callable[[str], T]
+        self,
+        session: aiohttp.ClientSession,
+        request: _Request,
+        loads: Callable[[str], T],
+        ticket: Ticket,
     ) -> T:
-        status, headers, payload = await self._exchange(session, request)
+        try:
+            status, headers, payload = await self._exchange(session, request)
+        except InvalidResponseError:  # an answer over its cap: says nothing of the rate
+            self.gate.released(ticket)
+            raise
+        except FinetuneOpsError:  # no answer at all
+            self.gate.failed(ticket)
+            raise
+        except BaseException:
+            self.gate.released(ticket)
+            raise
+        self.gate.answered(ticket, status, headers)
         held = len(payload)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s -> %d", request.method, request.url, status)

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
+from ._gate import RateChanged
 from ._records import FineTuneJob, JobStatus
 from ._results import CancelResult
 from ._retry import RetryEvent
@@ -63,7 +64,7 @@ class JobFinished:
     result: CancelResult
 
 
-Event = RetryEvent | CancelAccepted | StatusChanged | JobFinished
+Event = RetryEvent | RateChanged | CancelAccepted | StatusChanged | JobFinished
 OnEvent = Callable[[Event], Awaitable[None] | None]
 Emit = Callable[[Event], Awaitable[None]]
 

@@ -1,65 +1,319 @@
-"""The gate every request of one manager passes before it is sent.
+"""The gate every request of a manager passes: it finds the account's rate and holds it.
 
-It enforces two things that concern the manager as a whole rather than one
-request: an optional steady request rate (a token bucket), and a shared pause
-after a 429 that carried a server hint, so that a rate-limited batch backs off
-together instead of sending one retry per job into the limit.
+The model is botocore's adaptive retry mode, made smoother and harder to fool:
+
+- **Unpaced until the account throttles.** Requests go as fast as the
+  concurrency limit lets them, until a 429 is evidently the account's.
+- **Evidence, not a stray 429.** A 429 counts as the account's when its headers
+  say the budget is spent (``x-ratelimit-remaining: 0``), or when 429s cluster:
+  each 429 adds one to a score and every other answer takes a fifth off, and a
+  score of six is evidence. Random 429s (a few percent) never get there; a
+  limit that refuses everything until its window resets gets there at once. A
+  stray 429 delays only its own request, by its hint.
+- **One cut per round trip.** On evidence, everyone waits out the 429's hint
+  and the rate drops to 0.7 times the rate measured over the last second.
+  A 429 to a request sent before that cut does not cut again.
+- **Probing up.** Every half second without a cut, the rate closes half the gap
+  to where the last cut happened (at least 5 % a step), and past it grows by
+  10 % a step: fast while far below, careful near the old limit. It never
+  exceeds twice the rate actually sent, nor the ceiling
+  (``max_requests_per_second``).
+- **Headers first.** When answers carry ``x-ratelimit-remaining`` and
+  ``x-ratelimit-reset``, what is left of the budget is spread over the time
+  left, before any 429; with none left, everyone waits for the reset.
+- **503 is not 429.** A 5xx is backed off by its own request's retry and never
+  cuts the rate: capacity short of what the account may use says nothing about
+  the account's rate.
+- **An outage is not a retry storm.** Ten requests in a row without an answer
+  (or with a 5xx) start an outage: one probe request at a time, four a second
+  at most, while everything else waits; the first answer ends it.
+
+Pacing is smooth and first in, first out: each request books the next slot,
+and a quiet spell never saves up a burst. Every decision reaches users as a
+:class:`RateChanged` event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final
 
-__all__ = ["RequestGate"]
+import attrs
+
+from ._hints import budget_left, retry_hint
+
+__all__ = ["RateChanged", "RateGate", "Ticket"]
+
+logger = logging.getLogger("finetune_ops")
+
+_CUT: Final = 0.7  # the rate after a cut, as a share of the rate before
+_EVIDENCE: Final = 6.0  # throttle score at which 429s are the account's
+_FORGIVE: Final = 0.2  # taken off the score by each answer that is not a 429
+_STEP: Final = 0.5  # seconds between probing steps
+_MIN_RATE: Final = 0.5  # requests per second, however hard the throttling
+_OUTAGE: Final = 10  # failures in a row that make an outage
+_PROBE_EVERY: Final = 0.25  # seconds between probes during an outage
+_CHANGES_KEPT: Final = 256
 
 
-class RequestGate:
-    """Pace requests to ``rate`` per second (``None``: unpaced) and honour shared pauses.
+@attrs.frozen(kw_only=True)
+class RateChanged:
+    """The gate changed how it lets requests go.
 
-    ``burst`` requests may go at once after a quiet spell; the default is one
-    second's worth.
+    ``rate`` is the pacing rate in requests per second now in force (``None``:
+    unpaced), ``reason`` says why, in a few words.
+    """
+
+    rate: float | None
+    reason: str
+
+
+class Ticket:
+    """One request's pass through the gate, handed back when its answer is known."""
+
+    __slots__ = ("epoch", "probe")
+
+    def __init__(self, epoch: int, probe: bool) -> None:
+        self.epoch = epoch  # the number of cuts before it was sent
+        self.probe = probe  # sent as an outage probe
+
+
+class RateGate:
+    """Paces the requests of one or more managers on one key; see the module docstring.
+
+    ``max_requests_per_second`` is a ceiling the rate never passes (``None``:
+    none). Share one gate between managers that use the same key by passing it
+    as ``JobManager(rate_gate=...)``; processes cannot share one, so several
+    processes on one key each need a lower ceiling.
     """
 
     def __init__(
         self,
-        rate: float | None = None,
+        max_requests_per_second: float | None = None,
         *,
-        burst: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        if rate is not None and not (rate > 0 and math.isfinite(rate)):
-            raise ValueError(f"max_requests_per_second must be a positive number, got {rate!r}")
-        self._interval = 1.0 / rate if rate else 0.0
-        self._tolerance = self._interval * (max(1, burst or math.ceil(rate or 1)) - 1)
+        ceiling = max_requests_per_second
+        if ceiling is not None and (
+            isinstance(ceiling, bool)
+            or not isinstance(ceiling, int | float)
+            or not (ceiling > 0 and math.isfinite(ceiling))
+        ):
+            raise ValueError(f"max_requests_per_second must be a positive number, got {ceiling!r}")
+        self._ceiling = None if ceiling is None else float(ceiling)
         self._clock = clock
         self._sleep = sleep
-        self._next_slot = -math.inf  # when the bucket is next empty of delay
+        now = clock()
+        self._rate: float | None = None  # the adaptive rate; None until throttled
+        self._peak = 0.0  # the rate at which the last cut happened
+        self._epoch = 0  # cuts so far
+        self._score = 0.0  # how clustered recent 429s are
+        self._stepped_at = now  # when the rate last moved
+        self._next_slot = -math.inf
         self._paused_until = -math.inf
+        self._header_rate: float | None = None  # from x-ratelimit-* headers
+        self._header_until = -math.inf
+        self._failures = 0  # requests in a row without an answer from the API
+        self._probe_out = False
+        self._next_probe = -math.inf
+        self._in_flight = 0
+        self._sent: deque[float] = deque()  # send times of the last second
+        self._changes: deque[RateChanged] = deque(maxlen=_CHANGES_KEPT)
+        self._changed = 0  # changes so far
+        self.reason = "unpaced"
+
+    def __repr__(self) -> str:
+        rate = "unpaced" if self.rate is None else f"{self.rate:.1f}/s"
+        return f"<RateGate {rate} ceiling={self._ceiling} reason={self.reason!r}>"
+
+    # -- what users read ---------------------------------------------------------
+
+    @property
+    def rate(self) -> float | None:
+        """Requests per second now let through (``None``: unpaced)."""
+        return self._pace(self._clock())
+
+    @property
+    def ceiling(self) -> float | None:
+        """``max_requests_per_second``: the rate never goes above it."""
+        return self._ceiling
 
     @property
     def paused_for(self) -> float:
-        """Seconds left of the current shared pause (0 when none)."""
+        """Seconds left of a manager-wide wait (an account's 429 hint, a spent budget)."""
         return max(0.0, self._paused_until - self._clock())
 
-    def pause(self, seconds: float) -> None:
-        """Hold every request that has not started yet for ``seconds`` from now."""
-        if seconds > 0:
-            self._paused_until = max(self._paused_until, self._clock() + seconds)
+    @property
+    def in_outage(self) -> bool:
+        """Whether the API has stopped answering, and only probes are sent."""
+        return self._failures >= _OUTAGE
 
-    async def wait(self) -> None:
-        """Return when a request may be sent."""
-        while (delay := self._paused_until - self._clock()) > 0:
-            await self._sleep(delay)
-        if not self._interval:
-            return
+    @property
+    def change_count(self) -> int:
+        """How many changes the gate has made so far."""
+        return self._changed
+
+    def changes_after(self, seen: int) -> tuple[list[RateChanged], int]:
+        """The changes since the first ``seen`` ones, and how many there are now."""
+        missed = min(self._changed - seen, len(self._changes))
+        return list(self._changes)[len(self._changes) - missed :], self._changed
+
+    # -- a request's way through --------------------------------------------------
+
+    async def acquire(self) -> Ticket:
+        """Wait until a request may be sent; hand the ticket back with its outcome."""
+        probe = False
+        while True:
+            now = self._clock()
+            if (delay := self._paused_until - now) > 0:
+                await self._sleep(delay)
+                continue
+            if not self.in_outage:
+                break
+            if not self._probe_out and now >= self._next_probe:
+                self._probe_out = probe = True
+                self._next_probe = now + _PROBE_EVERY
+                break
+            await self._sleep(max(self._next_probe - now, _PROBE_EVERY))
+        self._step_up(now)
+        self._sent_rate(now)  # forgets sends older than a second
+        self._sent.append(now)
+        self._in_flight += 1
+        ticket = Ticket(self._epoch, probe)
+        rate = None if probe else self._pace(now)
+        if rate is not None:
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + 1.0 / rate
+            if slot > now:
+                await self._sleep(slot - now)
+        return ticket
+
+    def answered(self, ticket: Ticket, status: int, headers: Mapping[str, str]) -> None:
+        """The API answered ``ticket``'s request with ``status``."""
+        self._returned(ticket)
         now = self._clock()
-        # Generic cell rate algorithm: each request books the next slot.
-        slot = max(now, self._next_slot)
-        self._next_slot = slot + self._interval
-        delay = slot - now - self._tolerance
-        if delay > 0:
-            await self._sleep(delay)
+        if status >= 500:
+            self._failed()
+            return
+        if self.in_outage:
+            self._change("the API answers again")
+        self._failures = 0
+        spent = self._read_budget(headers, now)
+        if status != 429:
+            self._score = max(0.0, self._score - _FORGIVE)
+        else:
+            self._throttled(ticket, headers, spent, now)
+
+    def failed(self, ticket: Ticket) -> None:
+        """``ticket``'s request got no answer (refused, reset, timed out)."""
+        self._returned(ticket)
+        self._failed()
+
+    def released(self, ticket: Ticket) -> None:
+        """``ticket``'s request ended without an outcome (it was cancelled)."""
+        self._returned(ticket)
+
+    # -- decisions ------------------------------------------------------------------
+
+    def _returned(self, ticket: Ticket) -> None:
+        self._in_flight -= 1
+        if ticket.probe:
+            self._probe_out = False
+
+    def _failed(self) -> None:
+        self._failures += 1
+        if self._failures == _OUTAGE:
+            self._change(f"{_OUTAGE} requests in a row failed: probing the API")
+
+    def _read_budget(self, headers: Mapping[str, str], now: float) -> bool:
+        """Pace by what the headers say is left; True when they say nothing is."""
+        budget = budget_left(headers, time.time())
+        if budget is None:
+            return False
+        remaining, reset = budget
+        if reset <= 0:
+            return False
+        left = remaining - max(0, self._in_flight)  # requests in flight will spend some
+        was = self._header_rate if now < self._header_until else None
+        self._header_until = now + reset
+        if left <= 0:
+            self._header_rate = None
+            if self._paused_until < now + reset:
+                self._paused_until = now + reset
+                self._change(f"the account's budget is spent for {reset:.2f}s")
+            return True
+        self._header_rate = left / reset
+        if was is None and self.rate == self._header_rate:
+            self._change("pacing by the x-ratelimit headers")
+        return False
+
+    def _throttled(
+        self, ticket: Ticket, headers: Mapping[str, str], spent: bool, now: float
+    ) -> None:
+        if spent:
+            return  # the headers said so, and paced everyone already
+        if ticket.epoch == self._epoch:
+            self._score += 1.0  # only requests sent at the rate now in force count
+        if self._score < _EVIDENCE:
+            return  # a stray 429: its own retry waits its hint
+        hint = retry_hint(headers, time.time())
+        if hint:
+            self._paused_until = max(self._paused_until, now + hint)
+        if ticket.epoch != self._epoch:
+            return  # sent before the last cut: that cut answered for it
+        sent = self._sent_rate(now)
+        base = sent if self._rate is None else min(self._rate, sent or self._rate)
+        self._peak = base
+        self._rate = max(_MIN_RATE, _CUT * base)
+        self._epoch += 1
+        self._score = 0.0
+        self._stepped_at = now
+        self._change("the account is throttling (429s cluster)")
+
+    def _step_up(self, now: float) -> None:
+        if self._rate is None:
+            return
+        steps = int((now - self._stepped_at) / _STEP)
+        if steps <= 0:
+            return
+        self._stepped_at += steps * _STEP
+        rate = self._rate
+        for _ in range(min(steps, 64)):
+            if rate < self._peak:
+                rate += max((self._peak - rate) / 2, 0.05 * rate)
+            else:
+                rate *= 1.1
+        demand = 2 * self._sent_rate(now)
+        rate = min(rate, max(demand, self._rate, _MIN_RATE))  # no credit for unused rate
+        if self._ceiling is not None:
+            rate = min(rate, self._ceiling)
+        if rate != self._rate:
+            self._rate = rate
+            self._change("probing up while requests succeed", level=logging.DEBUG)
+
+    def _pace(self, now: float) -> float | None:
+        """The lowest of the adaptive rate, the ceiling and the headers' rate (None: none)."""
+        rate = self._rate
+        for limit in (self._ceiling, self._header_rate if now < self._header_until else None):
+            if limit is not None and (rate is None or limit < rate):
+                rate = limit
+        return rate
+
+    def _sent_rate(self, now: float) -> float:
+        while self._sent and self._sent[0] <= now - 1.0:
+            self._sent.popleft()
+        return float(len(self._sent))
+
+    def _change(self, reason: str, *, level: int = logging.INFO) -> None:
+        self.reason = reason
+        change = RateChanged(rate=self.rate, reason=reason)
+        self._changes.append(change)
+        self._changed += 1
+        rate = "unpaced" if change.rate is None else f"{change.rate:.1f} requests/s"
+        logger.log(level, "rate gate: %s; %s", reason, rate)

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
-__all__ = ["retry_hint", "should_retry_hint"]
+__all__ = ["budget_left", "retry_hint", "should_retry_hint"]
 
 # Larger x-ratelimit-reset values are read as a Unix time, not a duration.
 _EPOCH_THRESHOLD = 1_000_000_000.0
@@ -62,6 +62,26 @@ def retry_hint(headers: Mapping[str, str], now: float) -> float | None:
     if reset is not None and (value := _number(reset)) is not None:
         return max(0.0, value - now) if value >= _EPOCH_THRESHOLD else value
     return None
+
+
+def budget_left(headers: Mapping[str, str], now: float) -> tuple[float, float] | None:
+    """What ``x-ratelimit-remaining`` and ``x-ratelimit-reset`` say is left of the budget.
+
+    Returns (requests left, seconds until the budget resets), or ``None`` when
+    the answer does not say both usably. The reset is seconds, or a Unix time
+    when it is that large, as for :func:`retry_hint`.
+    """
+    remaining = headers.get("x-ratelimit-remaining")
+    reset = headers.get("x-ratelimit-reset")
+    if remaining is None or reset is None:
+        return None
+    left = _number(remaining)
+    seconds = _number(reset)
+    if left is None or seconds is None:
+        return None
+    if seconds >= _EPOCH_THRESHOLD:
+        seconds = max(0.0, seconds - now)
+    return left, seconds
 
 
 def should_retry_hint(headers: Mapping[str, str]) -> bool | None:

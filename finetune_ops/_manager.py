@@ -15,6 +15,7 @@ from ._api import FineTunesAPI
 from ._batch import Batch
 from ._bodies import DEFAULT_MAX_BUFFERED_BYTES
 from ._events import OnEvent, make_emitter
+from ._gate import RateGate
 from ._ids import check_job_id
 from ._policies import (
     DEFAULT_POLL,
@@ -45,7 +46,10 @@ class JobManager:
     ``base_url``, else ``TOGETHER_BASE_URL``, else the public API. Pass your own
     ``session`` to share its connection pool; it is then never closed here.
     ``max_concurrency`` caps HTTP requests in flight (not jobs);
-    ``max_requests_per_second`` paces them. ``max_buffered_bytes`` bounds the
+    ``max_requests_per_second`` is a ceiling on the request rate, which the
+    manager's :class:`RateGate` finds by itself from the API's answers; pass
+    ``rate_gate`` to share one gate between managers on the same key.
+    ``max_buffered_bytes`` bounds the
     memory that answers being read may hold at once, across the manager (one
     job's answer may hold 64 MiB, the list of every job 1 GiB, and all of them
     together no more than this). ``on_event`` (sync or async) hears retries,
@@ -68,6 +72,7 @@ class JobManager:
         allow_insecure_http: bool = False,
         max_requests_per_second: float | None = None,
         max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
+        rate_gate: RateGate | None = None,
         on_event: OnEvent | None = None,
     ) -> None:
         for name, value, cls in (
@@ -88,7 +93,8 @@ class JobManager:
             max_requests_per_second=max_requests_per_second,
             max_buffered_bytes=max_buffered_bytes,
             allow_insecure_http=allow_insecure_http,
-            on_retry=self._emit,
+            rate_gate=rate_gate,
+            on_event=self._emit,
         )
         self.poll = poll
         self._closed = False
@@ -116,6 +122,11 @@ class JobManager:
     @property
     def timeouts(self) -> Timeouts:
         return self._api.timeouts
+
+    @property
+    def rate_gate(self) -> RateGate:
+        """The gate pacing this manager's requests: its ``rate``, ``reason``, ``paused_for``."""
+        return self._api.gate
 
     @property
     def closed(self) -> bool:

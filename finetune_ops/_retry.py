@@ -19,7 +19,13 @@ from typing import TypeVar
 import attrs
 import tenacity
 
-from ._errors import APIConnectionError, APIStatusError, FinetuneOpsError, InvalidResponseError
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    FinetuneOpsError,
+    InvalidResponseError,
+    RateLimitError,
+)
 from ._policies import RetryPolicy
 
 __all__ = ["RetryEvent", "Sleep", "is_retryable", "retrying"]
@@ -84,16 +90,23 @@ class _HintOrBackoff(tenacity.wait.wait_base):
 class _StopAtLimits(tenacity.stop.stop_base):
     """Stop after the policy's attempts, or when the next wait would end past its deadline.
 
-    The deadline counts from ``started``, before the first try, on ``clock``.
+    A 429 that said how long to wait does not use up an attempt: only the
+    deadline bounds those. The deadline counts from ``started``, before the
+    first try, on ``clock``.
     """
 
     def __init__(self, policy: RetryPolicy, started: float, clock: Clock) -> None:
         self._policy = policy
         self._started = started
         self._clock = clock
+        self._hinted = 0  # failed tries that were 429s with a hint
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        if retry_state.attempt_number >= self._policy.attempts:
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, RateLimitError) and error.retry_after is not None:
+            self._hinted += 1  # the server said when: only the deadline bounds these
+        if retry_state.attempt_number - self._hinted >= self._policy.attempts:
             return True
         elapsed = self._clock() - self._started
         return elapsed + retry_state.upcoming_sleep >= self._policy.deadline

@@ -1,4 +1,4 @@
-"""Retrying under a RetryPolicy, and the manager-wide request gate, on a fake clock."""
+"""Retrying under a RetryPolicy, on a fake clock."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from finetune_ops import (
     RetryPolicy,
 )
 from finetune_ops._errors import status_error
-from finetune_ops._gate import RequestGate
 from finetune_ops._retry import RetryEvent, is_retryable, retrying
 
 NO_JITTER = RetryPolicy(wait_jitter=0)
@@ -184,51 +183,6 @@ class FakeClock:
         self.now += seconds
 
 
-async def test_gate_paces_to_rate_with_burst() -> None:
-    """With a rate of 10/s and a burst of 2, the third request waits 0.1 s, the fourth 0.2 s."""
-    clock = FakeClock()
-    gate = RequestGate(10, burst=2, clock=clock, sleep=clock.sleep)
-    starts = []
-    for _ in range(4):
-        await gate.wait()
-        starts.append(round(clock.now - 100.0, 6))
-    assert starts == [0.0, 0.0, 0.1, 0.2]
-
-
-async def test_gate_pause_holds_everyone() -> None:
-    """A shared pause holds every request until it ends; a shorter pause does not shorten it."""
-    clock = FakeClock()
-    gate = RequestGate(clock=clock, sleep=clock.sleep)
-    gate.pause(2.0)
-    gate.pause(1.0)
-    assert gate.paused_for == 2.0
-    await gate.wait()
-    assert clock.now == 102.0
-    assert gate.paused_for == 0.0
-
-
-def test_gate_refuses_bad_rates() -> None:
-    """A rate must be a positive finite number."""
-    for rate in (0, -1, float("inf"), float("nan")):
-        with pytest.raises(ValueError, match="max_requests_per_second"):
-            RequestGate(rate)
-
-
-async def test_gate_pause_is_checked_again_after_sleeping() -> None:
-    """A pause extended while a request sleeps it out holds that request for the rest too."""
-    clock = FakeClock()
-
-    async def sleep(seconds: float) -> None:
-        await clock.sleep(seconds)
-        if len(clock.sleeps) == 1:
-            gate.pause(3.0)  # another 429 arrived meanwhile
-
-    gate = RequestGate(clock=clock, sleep=sleep)
-    gate.pause(1.0)
-    await gate.wait()
-    assert clock.sleeps == [1.0, 3.0]
-
-
 async def test_deadline_counts_the_first_attempt() -> None:
     """The retry deadline runs from before the first try, so a slow first try uses it up."""
     clock = FakeClock()
@@ -254,3 +208,20 @@ async def test_deadline_counts_the_first_attempt() -> None:
 def test_only_answers_that_can_change_are_retried(error: BaseException, expected: bool) -> None:
     """A body cut short is retried; a body over the cap or of the wrong shape is not."""
     assert is_retryable(error, RetryPolicy()) is expected
+
+
+async def test_a_hinted_429_does_not_use_up_an_attempt() -> None:
+    """429s that say when to come back are retried until the deadline, not the attempts."""
+    hinted = [status_error(429, "slow down", retry_after=0.1) for _ in range(10)]
+    attempt = Script(*hinted, status_error(503, "x"), status_error(503, "x"))
+    clock = FakeClock()
+    policy = RetryPolicy(attempts=3, deadline=60, wait_jitter=0)
+    assert (
+        await retrying(attempt, policy, endpoint="cancel", sleep=clock.sleep, clock=clock) == "ok"
+    )
+    assert attempt.calls == 13  # ten free tries, then three counted ones
+
+    unhinted = Script(*[status_error(429, "slow down") for _ in range(3)])
+    with pytest.raises(RateLimitError):
+        await retrying(unhinted, policy, endpoint="cancel", sleep=clock.sleep, clock=clock)
+    assert unhinted.calls == 3
