@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Iterable, Sequence
 
@@ -33,10 +34,18 @@ def read_ids(arguments: Sequence[str], from_file: str | None) -> list[str]:
     if from_file == "-":
         if sys.stdin is None:
             raise ConfigError("--from-file -: there is no standard input to read ids from")
-        ids += parse_id_lines(sys.stdin)
+        stdin = getattr(sys.stdin, "buffer", None)
+        if stdin is None:
+            ids += parse_id_lines(sys.stdin)
+        else:
+            try:
+                ids += parse_id_lines(io.TextIOWrapper(stdin, encoding="utf-8-sig"))
+            except UnicodeDecodeError as error:
+                raise ConfigError(f"cannot read job ids from stdin: {error}") from None
     elif from_file is not None:
         try:
-            with open(from_file, encoding="utf-8") as file:
+            # utf-8-sig drops the byte-order mark some editors write; newline=None reads CRLF.
+            with open(from_file, encoding="utf-8-sig") as file:
                 ids += parse_id_lines(file)
         except (OSError, UnicodeDecodeError) as error:
             reason = error.strerror if isinstance(error, OSError) and error.strerror else error
