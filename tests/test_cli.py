@@ -28,6 +28,7 @@ from finetune_ops._cli._inputs import parse_id_lines
 from finetune_ops.testing import FaultKind, Lifecycle, Simulator
 
 RESULT_KEYS = {"job_id", "ok", "status", "cancel_sent", "attempts", "elapsed", "error", "job"}
+RESULT_FACT_KEYS = {"id", "event", "ok", "status", "cancel_sent", "error"}
 
 #: Variables that would change what the command does or how it renders.
 _CLEARED = (
@@ -138,11 +139,9 @@ async def test_cancel_human_summary(sim: Simulator) -> None:
 
 
 async def test_some_jobs_fail_exit_1(sim: Simulator) -> None:
-    """An unknown id and a malformed id fail on their own: exit 1, listed on stderr."""
+    """An unknown id fails on its own: exit 1, listed on stderr, the rest cancelled."""
     good = sim.add_job("running")
-    result = await invoke(
-        "cancel", good, "ft-unknown", "not-a-job-id", "--json", base_url=sim.base_url
-    )
+    result = await invoke("cancel", good, "ft-unknown", "--json", base_url=sim.base_url)
     assert result.exit_code == 1
     by_id = {record["job_id"]: record for record in json_lines(result.stdout)}
     assert by_id[good]["ok"] is True
@@ -151,13 +150,21 @@ async def test_some_jobs_fail_exit_1(sim: Simulator) -> None:
     assert missing["job"] is None
     assert missing["error"]["type"] == "NotFoundError"
     assert missing["error"]["status_code"] == 404
-    invalid = by_id["not-a-job-id"]
-    assert invalid["error"]["type"] == "InvalidJobIdError"
-    assert "status_code" not in invalid["error"]
     assert "failed: ft-unknown: NotFoundError" in result.stderr
-    assert "failed: not-a-job-id: InvalidJobIdError" in result.stderr
-    assert "2 of 3 jobs failed." in result.stderr
-    assert sim.counters["cancel"] == 2  # the malformed id never reached a URL
+    assert "1 of 2 jobs failed." in result.stderr
+    assert "cancelled 1, failed 1 (of 2 jobs)" in result.stderr
+    assert sim.counters["cancel"] == 2
+
+
+@pytest.mark.parametrize("command", ["cancel", "wait", "status", "events"])
+async def test_invalid_id_is_a_usage_error(sim: Simulator, command: str) -> None:
+    """A malformed id is exit 2 for every command, and nothing at all is sent."""
+    good = sim.add_job("running")
+    args = [good, "not-a-job-id"] if command != "events" else ["not-a-job-id"]
+    result = await invoke(command, *args, base_url=sim.base_url)
+    assert result.exit_code == 2
+    assert "invalid job id 'not-a-job-id'" in result.stderr
+    assert sim.total_requests == 0
 
 
 async def test_already_finished_jobs_are_fine(sim: Simulator) -> None:
@@ -198,14 +205,34 @@ async def test_wait_timeout_exit_1() -> None:
 
 async def test_wait_for_finished_jobs(sim: Simulator) -> None:
     """wait returns jobs that are already terminal at once, cancelling none: exit 0."""
-    ids = [sim.add_job("completed"), sim.add_job("user_error")]
+    ids = [sim.add_job("completed"), sim.add_job("cancelled")]
     result = await invoke("wait", *ids, "--json", base_url=sim.base_url)
     assert result.exit_code == 0, result.stderr
     assert {record["status"] for record in json_lines(result.stdout)} == {
         "completed",
-        "user_error",
+        "cancelled",
     }
     assert sim.counters["cancel"] == 0
+
+
+async def test_wait_fails_on_failed_training(sim: Simulator) -> None:
+    """wait exits 1 when a job ended in error or user_error, unless --fail-on none."""
+    ids = [sim.add_job("completed"), sim.add_job("user_error"), sim.add_job("error")]
+    failed = await invoke("wait", *ids, "--json", base_url=sim.base_url)
+    assert failed.exit_code == 1
+    assert f"failed: {ids[1]}: ended user_error (--fail-on)" in failed.stderr
+    assert "completed 1, failed 2 (of 3 jobs)" in failed.stderr
+    accepted = await invoke("wait", *ids, "--fail-on", "none", base_url=sim.base_url)
+    assert accepted.exit_code == 0, accepted.stderr
+    only_error = await invoke("wait", *ids, "--fail-on", "error", base_url=sim.base_url)
+    assert only_error.exit_code == 1
+    assert "failed (ended error)" in only_error.stdout
+    bad = await invoke("wait", *ids, "--fail-on", "failed", base_url=sim.base_url)
+    assert bad.exit_code == 2
+    assert "not a terminal status" in bad.stderr
+    help_text = await invoke("wait", "--help", base_url=None)
+    assert "failed)" not in help_text.stdout
+    assert "user_error" in help_text.stdout
 
 
 # -- usage and configuration errors ------------------------------------------------------
@@ -223,7 +250,8 @@ async def test_wait_for_finished_jobs(sim: Simulator) -> None:
         (["cancel", "ft-a", "--all-active", "--yes"], {}, "give no ids"),
         (["wait"], {}, "nothing to wait for"),
         (["events", "bad id"], {}, "invalid job id"),
-        (["list"], {"TOGETHER_API_KEY": "two words"}, "single word"),
+        (["list"], {"TOGETHER_API_KEY": "two\nlines"}, "line break"),
+        (["list", "--json", "-o", "csv"], {}, "--json means -o jsonl"),
     ],
 )
 async def test_usage_errors_exit_2(
@@ -239,11 +267,22 @@ async def test_usage_errors_exit_2(
     assert sim.total_requests == 0
 
 
-async def test_bad_option_value_exit_2(sim: Simulator) -> None:
-    """click's own usage errors (a bad --concurrency) also exit 2."""
-    result = await invoke("cancel", "ft-a", "--concurrency", "0", base_url=sim.base_url)
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["cancel", "ft-a", "--concurrency", "0"], "--concurrency"),
+        (["list", "--status", "runing"], "choose from cancel_requested, cancelled, completed"),
+        (["cancel", "--status", "runing", "--yes"], "'runing' is not a job status"),
+        (["wait", "ft-a", "--timeout", "soon"], "not a duration like 90s"),
+        (["list", "--created-after", "yesterday"], "neither a duration ago"),
+        (["list", "-o", "yaml"], "'yaml' is not one of"),
+    ],
+)
+async def test_bad_option_value_exit_2(sim: Simulator, args: list[str], message: str) -> None:
+    """click's own usage errors (a bad value, an unknown status) also exit 2, sending nothing."""
+    result = await invoke(*args, base_url=sim.base_url)
     assert result.exit_code == 2
-    assert "--concurrency" in result.stderr
+    assert message in result.stderr
     assert sim.total_requests == 0
 
 
@@ -262,7 +301,7 @@ async def test_key_file_is_used_and_never_printed(tmp_path: Path) -> None:
         from_env = await invoke("list", base_url=url, env={"TOGETHER_API_KEY": secret})
     assert ok.exit_code == 0, ok.stderr
     assert job_id in ok.stdout
-    assert refused.exit_code == 1
+    assert refused.exit_code == 3
     assert "AuthenticationError" in refused.stderr
     assert "TOGETHER_API_KEY" in refused.stderr  # the hint
     assert from_env.exit_code == 0
@@ -290,7 +329,7 @@ async def test_all_active_with_yes(sim: Simulator) -> None:
     result = await invoke("cancel", "--all-active", "--yes", "--json", base_url=sim.base_url)
     assert result.exit_code == 0, result.stderr
     assert sorted(record["job_id"] for record in json_lines(result.stdout)) == sorted(active)
-    assert "4 active jobs" in result.stderr
+    assert "4 active jobs to cancel" in result.stderr
     assert sim.counters["list"] >= 1
     assert sim.counters["cancel"] == len(active)
     assert [sim.status(job_id) for job_id in finished] == ["completed", "cancelled"]
@@ -301,7 +340,7 @@ async def test_all_active_with_none_active(sim: Simulator) -> None:
     sim.add_job("completed")
     result = await invoke("cancel", "--all-active", "--yes", base_url=sim.base_url)
     assert result.exit_code == 0
-    assert "No active jobs" in result.stderr
+    assert "No jobs match the selection" in result.stderr
     assert sim.counters["cancel"] == 0
 
 
@@ -343,25 +382,27 @@ async def test_journal_resume_sends_no_second_cancel(sim: Simulator, tmp_path: P
     assert first.exit_code == 0, first.stderr
     assert sim.counters["cancel"] == 3
     with journal.open("a") as file:
-        file.write('{"job_id": "ft-cut-off-by-a-kill", "ok"')  # no newline: a killed writer
+        file.write('{"id": "ft-cut-off-by-a-kill", "event"')  # no newline: a killed writer
 
     second = await invoke("cancel", *ids, "--journal", journal, "--json", base_url=sim.base_url)
     assert second.exit_code == 0, second.stderr
     assert sim.counters["cancel"] == 6  # only the three the journal did not have
     assert sorted(record["job_id"] for record in json_lines(second.stdout)) == sorted(ids[3:])
     assert "3 of 6 jobs already done" in second.stderr
-    assert "unreadable lines 4" in second.stderr
+    assert "unreadable lines 8" in second.stderr
 
     third = await invoke("cancel", *ids, "--journal", journal, "--json", base_url=sim.base_url)
     assert third.exit_code == 0, third.stderr
     assert third.stdout == ""
     assert sim.counters["cancel"] == 6
 
-    lines = journal.read_text().splitlines()
-    assert len(lines) == 3 + 1 + 3
-    records = [json.loads(line) for number, line in enumerate(lines) if number != 3]
-    assert sorted(record["job_id"] for record in records) == sorted(ids)
-    assert all(set(record) == RESULT_KEYS and record["ok"] for record in records)
+    header, *facts = journal.read_text().splitlines()
+    assert json.loads(header)["command"] == "cancel"
+    records = [json.loads(line) for line in facts if "cut-off" not in line]
+    assert len(records) == 12  # an accepted line and a result line per job
+    results = [record for record in records if record["event"] == "result"]
+    assert sorted(record["id"] for record in results) == sorted(ids)
+    assert all(set(record) == RESULT_FACT_KEYS and record["ok"] for record in results)
 
 
 async def test_journal_retries_failed_jobs(tmp_path: Path) -> None:
@@ -374,11 +415,14 @@ async def test_journal_retries_failed_jobs(tmp_path: Path) -> None:
         first = await invoke("cancel", job_id, "--journal", journal, base_url=url, env=wrong)
         right = {"TOGETHER_API_KEY": "sk-right"}
         second = await invoke("cancel", job_id, "--journal", journal, base_url=url, env=right)
-    assert first.exit_code == 1
+    assert first.exit_code == 3
     assert second.exit_code == 0, second.stderr
-    failed, cancelled = (json.loads(line) for line in journal.read_text().splitlines())
+    _header, failed, accepted, cancelled = (
+        json.loads(line) for line in journal.read_text().splitlines()
+    )
     assert failed["ok"] is False
     assert failed["error"]["type"] == "AuthenticationError"
+    assert accepted == {"id": job_id, "event": "accepted"}
     assert cancelled["ok"] is True
     assert cancelled["status"] == "cancelled"
 
@@ -445,59 +489,6 @@ async def test_demo_cancels_everything() -> None:
 
 
 # -- real processes ----------------------------------------------------------------------
-
-
-async def test_sigint_exits_130_with_consistent_journal(tmp_path: Path) -> None:
-    """Ctrl-C during `cancel --wait` reports what finished, exits 130, and the journal resumes."""
-    sim = Simulator(lifecycle=Lifecycle(cancel_delay=3600))
-    done = [sim.add_job("completed") for _ in range(3)]
-    stuck = sim.add_jobs(3, statuses=("running",))
-    journal = tmp_path / "cancel.jsonl"
-    args = ["cancel", *done, *stuck, "--wait", "--json", "--journal", str(journal)]
-    # The bootstrap restores Python's Ctrl-C handling, which a shell that started
-    # this test in the background would have handed down as "ignore SIGINT".
-    bootstrap = (
-        "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-        "runpy.run_module('finetune_ops', run_name='__main__', alter_sys=True)"
-    )
-    async with sim.serve() as url:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            bootstrap,
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            stdin=asyncio.subprocess.DEVNULL,
-            env=child_env(url),
-        )
-        assert process.stdout is not None
-        async with asyncio.timeout(PATIENCE):
-            early = [await process.stdout.readline() for _ in done]
-            process.send_signal(signal.SIGINT)
-            rest, errors = await process.communicate()
-        assert process.returncode == 130, errors.decode()
-
-        printed = json_lines(b"".join([*early, rest]).decode())
-        assert sorted(record["job_id"] for record in printed) == sorted(done)
-        stderr = errors.decode()
-        assert "Interrupted: 3 of 6 jobs have no result." in stderr
-        assert "Traceback" not in stderr
-        text = journal.read_text()
-        assert text.endswith("\n")
-        journaled = [json.loads(line) for line in text.splitlines()]
-        assert journaled == printed
-
-        # The stuck jobs stop at last; a rerun with the journal cancels only those.
-        for job_id in stuck:
-            sim.set_status(job_id, "cancelled")
-        sent = sim.counters["cancel"]
-        resumed = await invoke(
-            "cancel", *done, *stuck, "--journal", journal, "--json", base_url=url
-        )
-    assert resumed.exit_code == 0, resumed.stderr
-    assert sorted(record["job_id"] for record in json_lines(resumed.stdout)) == sorted(stuck)
-    assert sim.counters["cancel"] - sent == len(stuck)
 
 
 async def test_simulate_serves_until_ctrl_c() -> None:

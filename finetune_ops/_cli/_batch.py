@@ -321,6 +321,8 @@ def report(
     if error is not None:
         shown = error if isinstance(error, JournalError) else describe_error(error)
         note(f"error: stopped early: {shown}")
+        if unfinished:
+            note(f"{len(unfinished)} of {summary.total} jobs have no result.")
         return Exit.FAILED
     if any(isinstance(result.error, AuthenticationError) for result in failed):
         return Exit.REFUSED
