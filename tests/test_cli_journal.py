@@ -169,7 +169,7 @@ async def test_sigterm_while_waiting_then_resume_only_waits(tmp_path: Path) -> N
     assert sorted(record["job_id"] for record in records) == sorted(stuck)
     assert all(record["status"] == "cancelled" and record["cancel_sent"] for record in records)
     assert "5 cancels accepted before; only waiting for them" in resumed.stderr
-    assert "cancelled 5, done before (journal) 2 (of 7 jobs)" in resumed.stderr
+    assert "7 jobs: cancelled 5, done before (journal) 2" in resumed.stderr
 
 
 async def test_ctrl_c_while_importing_gives_no_traceback() -> None:
@@ -415,7 +415,7 @@ async def test_journal_write_failure_is_one_error_line(tmp_path: Path) -> None:
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
     assert "cannot write: File too large" in errors[0]
-    assert "(of 40 jobs)" in out.decode()  # the summary of what completed
+    assert "40 jobs: cancelled" in out.decode()  # the summary of what completed
     header, lines = facts(journal)
     assert header["command"] == "cancel"
     assert 0 < len(lines) < 2 * len(ids)

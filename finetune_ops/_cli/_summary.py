@@ -109,9 +109,9 @@ class Summary:
         return parts
 
     def line(self) -> str:
-        """``cancelled 3, already ended 1, failed 2, no result 4 (of 10 jobs)``."""
+        """``10 jobs: cancelled 3, already ended 1, failed 2, no result 4``."""
         shown = ", ".join(f"{name} {count}" for name, count in self.by_category())
-        return f"{shown or 'nothing done'} (of {self.total} jobs)"
+        return f"{self.total} jobs: {shown or 'nothing done'}"
 
     def table(self) -> Table:
         """One row per category and detail, then the total."""
