@@ -19,7 +19,7 @@ from finetune_ops._converter import unstructure
 from finetune_ops._errors import AuthenticationError, FinetuneOpsError, InvalidJobIdError
 from finetune_ops._ids import check_job_id
 from finetune_ops._manager import JobManager
-from finetune_ops._records import TERMINAL_STATUSES, FineTuneEvent, FineTuneJob
+from finetune_ops._records import FineTuneEvent, FineTuneJob
 
 from ._batch import RESULT_COLUMNS, Plan, Work, execute
 from ._config import Connection, api_options
@@ -28,7 +28,7 @@ from ._formats import RecordWriter, chosen_format, output_options
 from ._inputs import read_ids
 from ._journal import Journal
 from ._output import auth_hint, describe_error, note, silence_stdout, stdout_console
-from ._selectors import Selector, newest_first, selector_from, selector_options
+from ._selectors import FAIL_ON, Selector, newest_first, selector_from, selector_options
 from ._signals import Stopped
 from ._summary import Summary
 from ._tables import events_table, job_rows, render_jobs
@@ -168,27 +168,6 @@ def _write_records(fmt: str, records: Sequence[dict[str, Any]], columns: Sequenc
     for record in records:
         writer.write(record)
     writer.close()
-
-
-class FailOn(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2
-    """Comma-separated terminal statuses, or ``none``."""
-
-    name = "statuses"
-
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> frozenset[str]:
-        if isinstance(value, frozenset):
-            return value
-        parts = {part.strip().lower() for part in str(value).split(",") if part.strip()}
-        if parts <= {"none"}:
-            return frozenset()
-        terminal = {str(status) for status in TERMINAL_STATUSES}
-        unknown = sorted(parts - terminal)
-        if unknown:
-            valid = ", ".join(sorted(terminal))
-            self.fail(f"{unknown[0]!r} is not a terminal status; choose from {valid}, or none")
-        return frozenset(parts)
 
 
 def _batch_options(command: F) -> F:
@@ -338,6 +317,8 @@ def _run_batch(
 ) -> Exit:
     """Choose the jobs, consult the journal, then run the batch (or only show it)."""
     selecting = select_all or bool(selector)
+    if dry_run and journal_path is not None and not journal_path.exists():
+        journal_path = None  # a dry run reads a journal, never starts one
     journal = _open_journal(
         journal_path, from_file, command=command, connection=connection, records=journal_records
     )
@@ -414,7 +395,7 @@ def _run_batch(
 )
 @click.option(
     "--fail-on",
-    type=FailOn(),
+    type=FAIL_ON,
     default="none",
     show_default=True,
     metavar="STATUSES",
@@ -464,7 +445,7 @@ def cancel(ctx: click.Context, /, **options: Any) -> None:
 @_batch_options
 @click.option(
     "--fail-on",
-    type=FailOn(),
+    type=FAIL_ON,
     default="error,user_error",
     show_default=True,
     metavar="STATUSES",

@@ -52,6 +52,8 @@ __all__ = ["FORMAT", "VERSION", "Journal", "JournalError", "Known", "Resume"]
 
 FORMAT = "finetune-ops"
 VERSION = 1
+#: A header is short; a longer first line is not one (and is not read whole).
+_MAX_HEADER = 64 * 1024
 #: Unreadable line numbers listed in the warning before the rest are only counted.
 _SHOWN_UNREADABLE = 10
 
@@ -139,7 +141,7 @@ class Journal:
             self._write(_line(self._header()))
             return
         with self.path.open("rb") as file:
-            first = file.readline()
+            first = file.readline(_MAX_HEADER)
             file.seek(-1, os.SEEK_END)
             ends_with_newline = file.read(1) == b"\n"
         self._check_header(first)
@@ -204,7 +206,7 @@ class Journal:
 
     def _facts(self) -> Iterator[tuple[int, dict[str, Any] | None]]:
         with self.path.open("rb") as file:
-            file.readline()  # the header, checked on opening
+            file.readline(_MAX_HEADER)  # the header, checked on opening
             for number, line in enumerate(file, start=2):
                 if line.strip():
                     fact = _parse(line)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import sys
 from collections.abc import Collection, Sequence
@@ -25,9 +24,7 @@ __all__ = [
     "MAX_LISTED",
     "auth_hint",
     "describe_error",
-    "echo_json",
     "error_record",
-    "json_line",
     "note",
     "report_failures",
     "result_record",
@@ -74,16 +71,6 @@ def stdout_console() -> Console:
 
 
 _PIPE_WIDTH = 160
-
-
-def json_line(value: object) -> str:
-    """Compact one-line JSON."""
-    return json.dumps(value, separators=(",", ":"))
-
-
-def echo_json(value: object) -> None:
-    """Write one JSON line to stdout and flush it, so that a reader sees it at once."""
-    click.echo(json_line(value))
 
 
 def note(message: str) -> None:

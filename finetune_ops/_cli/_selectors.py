@@ -1,4 +1,5 @@
-"""Choosing jobs from the account's list: by status, model, creation time and suffix.
+"""Choosing jobs from the account's list (by status, model, creation time and suffix), and
+which terminal statuses count as failures (``--fail-on``).
 
 ``--status`` takes only statuses the library knows, so a typo (``runing``) is a
 usage error naming the valid ones rather than an empty selection.
@@ -13,11 +14,11 @@ from typing import TypeVar
 import attrs
 import click
 
-from finetune_ops._records import KNOWN_STATUSES, FineTuneJob
+from finetune_ops._records import KNOWN_STATUSES, TERMINAL_STATUSES, FineTuneJob
 
 from ._times import MOMENT
 
-__all__ = ["STATUS", "Selector", "newest_first", "selector_from", "selector_options"]
+__all__ = ["FAIL_ON", "STATUS", "Selector", "newest_first", "selector_from", "selector_options"]
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -38,6 +39,31 @@ class Status(click.ParamType):  # type: ignore[type-arg]  # generic only from cl
 
 
 STATUS = Status()
+
+
+class FailOn(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2
+    """Comma-separated terminal statuses, or ``none``."""
+
+    name = "statuses"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> frozenset[str]:
+        if isinstance(value, frozenset):
+            return value
+        parts = {part.strip().lower() for part in str(value).split(",") if part.strip()}
+        if parts <= {"none"}:
+            return frozenset()
+        terminal = {str(status) for status in TERMINAL_STATUSES}
+        unknown = sorted(parts - terminal)
+        if unknown:
+            valid = ", ".join(sorted(terminal))
+            message = f"{unknown[0]!r} is not a terminal status; choose from {valid}, or none"
+            self.fail(message, param, ctx)
+        return frozenset(parts)
+
+
+FAIL_ON = FailOn()
 
 
 @attrs.frozen(kw_only=True)

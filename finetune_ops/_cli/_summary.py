@@ -19,7 +19,7 @@ from rich.text import Text
 from finetune_ops._records import JobStatus
 from finetune_ops._results import CancelResult
 
-__all__ = ["CANCELLED", "FAILED", "Summary", "is_failure", "outcome"]
+__all__ = ["Summary", "is_failure", "outcome"]
 
 CANCELLED = "cancelled"
 ALREADY_ENDED = "already ended"
@@ -88,10 +88,6 @@ class Summary:
     @property
     def results(self) -> int:
         return sum(self.counts.values())
-
-    @property
-    def failed(self) -> int:
-        return sum(count for (category, _), count in self.counts.items() if category == FAILED)
 
     @property
     def unfinished(self) -> int:

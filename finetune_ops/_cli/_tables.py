@@ -20,7 +20,6 @@ __all__ = [
     "job_rows",
     "remaining",
     "render_jobs",
-    "status_text",
 ]
 
 _STATUS_STYLES = {
@@ -30,13 +29,6 @@ _STATUS_STYLES = {
     "user_error": "red",
     "cancel_requested": "yellow",
 }
-
-
-def status_text(status: str | None) -> Text:
-    """A status, coloured by what it means: done, failed, stopping, or still going."""
-    if status is None:
-        return Text("-", style="dim")
-    return Text(status, style=_STATUS_STYLES.get(status, "cyan"))
 
 
 def age(moment: datetime | None, now: datetime | None = None) -> str:
