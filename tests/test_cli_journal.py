@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 from test_cli import PATIENCE, child_env, invoke, json_lines
 
-from finetune_ops.testing import FaultKind, Lifecycle, Simulator
+from finetune_ops.testing import FaultKind, FaultPlan, Lifecycle, Simulator
 
 #: Starts the command as `python -m finetune_ops` does, with Python's own Ctrl-C handling
 #: restored (a shell that started the tests in the background hands down "ignore SIGINT").
@@ -92,21 +92,30 @@ async def test_signal_mid_batch_then_resume_sends_no_cancel_twice(
     tmp_path: Path, signum: signal.Signals, status: int
 ) -> None:
     """A signal while cancels are half sent: exit 128+N, then a resume cancels only the rest."""
-    sim = Simulator(lifecycle=Lifecycle(cancel_delay=3600))
-    ids = sim.add_jobs(12, statuses=("running",))
+    # Slow answers, one at a time, so that the signal comes with cancels still to send.
+    sim = Simulator(lifecycle=Lifecycle(cancel_delay=3600), faults=FaultPlan(latency=0.05))
+    ids = sim.add_jobs(30, statuses=("running",))
     journal = tmp_path / "cancel.jsonl"
     args = ["cancel", *ids, "--wait", "--concurrency", "1", "--journal", journal, "-q"]
     async with sim.serve() as url:
         process = await spawn(args, url)
         await until(lambda: len(accepted(journal)) >= 4)
         sim.inject(FaultKind.HANG, endpoint="cancel", times=1000)  # the rest stay in flight
+
+        def settled() -> bool:
+            # Every cancel the API took is journaled, and the next one hangs unanswered.
+            taken = {job_id for job_id in ids if sim.status(job_id) == "cancel_requested"}
+            hanging = sim.counters["cancel"] > len(taken) or len(taken) == len(ids)
+            return accepted(journal) == taken and hanging
+
+        await until(settled)
         process.send_signal(signum)
         async with asyncio.timeout(PATIENCE):
             _out, err = await process.communicate()
         assert process.returncode == status, err.decode()
         stderr = err.decode()
         assert "Traceback" not in stderr
-        assert "Interrupted: 12 of 12 jobs have no result." in stderr
+        assert "Interrupted: 30 of 30 jobs have no result." in stderr
         header, _lines = facts(journal)
         assert header["command"] == "cancel"
         assert header["base_url"] == url
@@ -124,7 +133,7 @@ async def test_signal_mid_batch_then_resume_sends_no_cancel_twice(
     assert sorted(record["job_id"] for record in json_lines(resumed.stdout)) == sorted(
         set(ids) - before
     )
-    assert f"journal: {len(before)} of 12 jobs already done" in resumed.stderr
+    assert f"journal: {len(before)} of 30 jobs already done" in resumed.stderr
 
 
 async def test_sigterm_while_waiting_then_resume_only_waits(tmp_path: Path) -> None:
