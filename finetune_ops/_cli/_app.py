@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,21 +15,19 @@ import click
 from rich.console import Console
 
 from finetune_ops._converter import unstructure
-from finetune_ops._errors import AuthenticationError, FinetuneOpsError, InvalidJobIdError
-from finetune_ops._ids import check_job_id
-from finetune_ops._manager import JobManager
+from finetune_ops._errors import AuthenticationError, FinetuneOpsError
 from finetune_ops._records import FineTuneEvent, FineTuneJob
 
-from ._batch import RESULT_COLUMNS, Plan, Work, execute
+from ._batch import Plan
+from ._batch_command import run_batch, write_records
 from ._config import Connection, api_options
 from ._exit import ConfigError, Exit
-from ._formats import RecordWriter, chosen_format, output_options
-from ._inputs import read_ids
-from ._journal import Journal
+from ._formats import chosen_format, output_options
+from ._inputs import check_ids
 from ._output import auth_hint, describe_error, note, silence_stdout, stdout_console
+from ._requests import call, fetch_jobs, manager
 from ._selectors import FAIL_ON, Selector, newest_first, selector_from, selector_options
 from ._signals import Stopped
-from ._summary import Summary
 from ._tables import events_table, job_rows, render_jobs
 from ._times import DURATION
 
@@ -109,49 +106,8 @@ def cli(
 # -- plumbing shared by the commands ------------------------------------------------------
 
 
-def _stdin_is_terminal() -> bool:
+def stdin_is_terminal() -> bool:
     return sys.stdin is not None and sys.stdin.isatty()
-
-
-def _call(main: Coroutine[Any, Any, T]) -> T:
-    """Run one request-and-answer command; an API error ends it with one line."""
-    try:
-        return asyncio.run(main)
-    except InvalidJobIdError as error:
-        raise ConfigError(str(error)) from None
-    except FinetuneOpsError as error:
-        note(f"error: {describe_error(error)}")
-        if isinstance(error, AuthenticationError):
-            note(auth_hint())
-            raise click.exceptions.Exit(Exit.REFUSED) from None
-        raise click.exceptions.Exit(Exit.FAILED) from None
-
-
-def _manager(connection: Connection, **options: Any) -> JobManager:
-    return JobManager(
-        api_key=connection.api_key,
-        base_url=connection.base_url,
-        allow_insecure_http=connection.allow_insecure_http,
-        **options,
-    )
-
-
-async def _list_jobs(connection: Connection) -> list[FineTuneJob]:
-    async with _manager(connection) as jobs:
-        return await jobs.list()
-
-
-def _check_ids(ids: Sequence[str]) -> None:
-    """Every id must be well formed before anything is sent: exit 2 naming the bad ones."""
-    bad: list[str] = []
-    for job_id in ids:
-        try:
-            check_job_id(job_id)
-        except InvalidJobIdError as error:
-            bad.append(error.message)
-    if bad:
-        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise ConfigError(f"{bad[0]}{more}; nothing was sent")
 
 
 def _color() -> bool:
@@ -161,13 +117,6 @@ def _color() -> bool:
 
 def _print_jobs(jobs: Sequence[FineTuneJob], *, created: bool = False) -> None:
     click.echo("\n".join(render_jobs(job_rows(jobs, created=created), color=_color())))
-
-
-def _write_records(fmt: str, records: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    writer = RecordWriter(fmt, columns)
-    for record in records:
-        writer.write(record)
-    writer.close()
 
 
 def _batch_options(command: F) -> F:
@@ -220,163 +169,6 @@ def _batch_options(command: F) -> F:
     return command
 
 
-def _same_file(first: str, second: Path) -> bool:
-    try:
-        return os.path.samefile(first, second)
-    except OSError:
-        return os.path.realpath(first) == os.path.realpath(second)
-
-
-def _open_journal(
-    path: Path | None, from_file: str | None, *, command: str, connection: Connection, records: bool
-) -> Journal | None:
-    if path is None:
-        return None
-    if from_file not in (None, "-") and _same_file(from_file, path):
-        raise ConfigError(f"--journal {str(path)!r} is the --from-file input; give another path")
-    journal = Journal(path, command=command, base_url=connection.base_url, records=records)
-    return journal.open()
-
-
-def _select(
-    connection: Connection,
-    *,
-    cancel: bool,
-    ids: Sequence[str],
-    selector: Selector,
-) -> list[FineTuneJob]:
-    """The account's jobs that the selector keeps (for a cancel, only those not ended).
-
-    With ids too, only those of them; an id not in the account's list is left out.
-    """
-    listing = _call(_list_jobs(connection))
-    jobs = [job for job in listing if not (cancel and job.status.is_terminal)]
-    jobs = selector.select(jobs)
-    if ids:
-        wanted = set(ids)
-        known = {job.id for job in listing}
-        missing = [job_id for job_id in ids if job_id not in known]
-        if missing:
-            shown = ", ".join(missing[:5]) + (
-                f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-            )
-            note(f"not in the account's list, left out: {shown}")
-        jobs = [job for job in jobs if job.id in wanted]
-    return jobs
-
-
-def _confirm(connection: Connection, jobs: Sequence[FineTuneJob], *, ask: bool) -> None:
-    """Say how many selected jobs are about to be cancelled; ask first when ``ask``."""
-    counts = Counter(str(job.status) for job in jobs)
-    shown = ", ".join(f"{status} {count}" for status, count in counts.most_common())
-    note(f"{len(jobs)} active jobs to cancel at {connection.base_url} ({shown}).")
-    if ask and not click.confirm(f"Cancel all {len(jobs)}?", default=False, err=True):
-        note("Nothing was cancelled.")
-        raise click.exceptions.Exit(Exit.DECLINED)
-
-
-def _dry_run(fmt: str, work: Work, jobs: dict[str, FineTuneJob]) -> None:
-    rows: list[dict[str, Any]] = []
-    for action, ids in (("cancel", work.send), ("wait", work.wait)):
-        for job_id in ids:
-            job = jobs.get(job_id)
-            rows.append(
-                {
-                    "id": job_id,
-                    "action": action,
-                    "status": None if job is None else str(job.status),
-                    "model": None if job is None else job.model,
-                }
-            )
-    if fmt == "table":
-        cells = [["id", "action", "status", "model"]]
-        cells += [
-            [row["id"], row["action"], row["status"] or "-", row["model"] or "-"] for row in rows
-        ]
-        click.echo("\n".join(render_jobs(cells, color=False)))
-    else:
-        _write_records(fmt, rows, ("id", "action", "status", "model"))
-    note(f"dry run: {len(rows)} jobs would be acted on; nothing was sent")
-
-
-def _run_batch(
-    *,
-    command: str,
-    plan: Plan,
-    ids: tuple[str, ...],
-    from_file: str | None,
-    selector: Selector,
-    select_all: bool,
-    dry_run: bool,
-    fmt: str,
-    journal_path: Path | None,
-    journal_records: bool,
-    quiet: bool,
-    yes: bool,
-    connection: Connection,
-) -> Exit:
-    """Choose the jobs, consult the journal, then run the batch (or only show it)."""
-    selecting = select_all or bool(selector)
-    if dry_run and journal_path is not None and not journal_path.exists():
-        journal_path = None  # a dry run reads a journal, never starts one
-    journal = _open_journal(
-        journal_path, from_file, command=command, connection=connection, records=journal_records
-    )
-    try:
-        given = read_ids(ids, from_file)
-        _check_ids(given)
-        found: dict[str, FineTuneJob] = {}
-        if selecting:
-            selected = _select(connection, cancel=plan.cancel, ids=given, selector=selector)
-            found = {job.id: job for job in selected}
-            job_ids = list(found)
-            if not job_ids:
-                note("No jobs match the selection: nothing to do.")
-                return Exit.OK
-        else:
-            job_ids = given
-            if not job_ids:
-                note("No job ids given: nothing to do.")
-                return Exit.OK
-        summary = Summary(cancel=plan.cancel, fail_on=plan.fail_on, total=len(job_ids))
-        if journal is None:
-            send, waits = (job_ids, []) if plan.cancel else ([], job_ids)
-            work = Work(send=send, wait=waits)
-        else:
-            resume = journal.resume(job_ids, cancel=plan.cancel, wait=plan.wait)
-            if journal.unreadable:
-                lines = ", ".join(map(str, journal.unreadable))
-                more = journal.unreadable_count - len(journal.unreadable)
-                extra = f" and {more} more" if more else ""
-                name = str(journal.path)
-                note(f"warning: journal {name!r}: ignored unreadable lines {lines}{extra}")
-            summary.skipped = len(resume.done)
-            summary.skipped_failed = sum(
-                1 for known in resume.done.values() if known.final in plan.fail_on
-            )
-            if resume.done:
-                done = f"{len(resume.done)} of {len(job_ids)} jobs"
-                note(f"journal: {done} already done; skipping them")
-            if plan.cancel and resume.wait:
-                note(f"journal: {len(resume.wait)} cancels accepted before; only waiting for them")
-            work = Work(send=resume.send, wait=resume.wait, accepted_before=resume.accepted)
-        if dry_run:
-            _dry_run(fmt, work, found)
-            return Exit.OK
-        if plan.cancel and selecting and work.send:
-            _confirm(connection, [found[job_id] for job_id in work.send], ask=not yes)
-        writer = None
-        if fmt != "table":
-            writer = RecordWriter(fmt, RESULT_COLUMNS)
-        run_journal, journal = journal, None  # execute closes it
-        return execute(
-            connection, work, plan, summary=summary, journal=run_journal, writer=writer, quiet=quiet
-        )
-    finally:
-        if journal is not None:
-            journal.close()
-
-
 # -- cancel and wait ---------------------------------------------------------------------
 
 
@@ -426,7 +218,7 @@ def cancel(ctx: click.Context, /, **options: Any) -> None:
             "--status, or --all-active"
         )
     needs_prompt = (all_active or selector) and not (options["yes"] or options["dry_run"])
-    if needs_prompt and not _stdin_is_terminal():
+    if needs_prompt and not stdin_is_terminal():
         raise ConfigError(
             "a selection asks before cancelling, but stdin is not a terminal; "
             "pass --yes to cancel without asking"
@@ -492,7 +284,7 @@ def _batch_command(
     connection = Connection.from_options(
         options["base_url"], options["api_key_file"], options["allow_insecure_http"]
     )
-    return _run_batch(
+    return run_batch(
         command=command,
         plan=plan,
         ids=options["ids"],
@@ -534,10 +326,10 @@ def status(
     fmt = chosen_format(output, json_output)
     connection = Connection.from_options(base_url, api_key_file, allow_insecure_http)
     job_ids = list(dict.fromkeys(ids))
-    _check_ids(job_ids)
+    check_ids(job_ids)
 
     async def fetch() -> list[FineTuneJob | FinetuneOpsError]:
-        async with _manager(connection) as jobs:
+        async with manager(connection) as jobs:
 
             async def one(job_id: str) -> FineTuneJob | FinetuneOpsError:
                 try:
@@ -553,7 +345,7 @@ def status(
         if found:
             _print_jobs(found)
     else:
-        _write_records(fmt, [unstructure(job) for job in found], JOB_COLUMNS)
+        write_records(fmt, [unstructure(job) for job in found], JOB_COLUMNS)
     failed = [
         (job_id, answer)
         for job_id, answer in zip(job_ids, answers, strict=True)
@@ -599,13 +391,13 @@ def list_jobs(
     fmt = chosen_format(output, json_output)
     connection = Connection.from_options(base_url, api_key_file, allow_insecure_http)
     selector = selector_from(statuses, model, created_before, created_after, suffix)
-    jobs = newest_first(selector.select(_call(_list_jobs(connection))))
+    jobs = newest_first(selector.select(call(fetch_jobs(connection))))
     if limit is not None:
         jobs = jobs[:limit]
     if fmt == "table":
         _print_jobs(jobs, created=True)
     else:
-        _write_records(fmt, [unstructure(job) for job in jobs], JOB_COLUMNS)
+        write_records(fmt, [unstructure(job) for job in jobs], JOB_COLUMNS)
     counts = Counter(str(job.status) for job in jobs)
     shown = ", ".join(f"{name} {count}" for name, count in counts.most_common())
     note(f"{len(jobs)} jobs" + (f" ({shown})" if shown else ""))
@@ -630,17 +422,17 @@ def events(
     """
     fmt = chosen_format(output, json_output)
     connection = Connection.from_options(base_url, api_key_file, allow_insecure_http)
-    _check_ids([job_id])
+    check_ids([job_id])
 
     async def fetch() -> tuple[FineTuneEvent, ...]:
-        async with _manager(connection) as jobs:
+        async with manager(connection) as jobs:
             return await jobs.events(job_id)
 
-    found = _call(fetch())
+    found = call(fetch())
     if fmt == "table":
         stdout_console().print(events_table(found))
     else:
-        _write_records(fmt, [unstructure(event) for event in found], EVENT_COLUMNS)
+        write_records(fmt, [unstructure(event) for event in found], EVENT_COLUMNS)
 
 
 # -- the simulator ---------------------------------------------------------------------

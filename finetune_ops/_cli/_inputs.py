@@ -1,4 +1,4 @@
-"""Which jobs a batch command works on: ids from arguments and from a file or stdin."""
+"""Which jobs a command works on: ids from arguments and from a file or stdin, all checked."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import io
 import sys
 from collections.abc import Iterable, Sequence
 
+from finetune_ops._errors import InvalidJobIdError
+from finetune_ops._ids import check_job_id
+
 from ._exit import ConfigError
 
-__all__ = ["parse_id_lines", "read_ids"]
+__all__ = ["check_ids", "parse_id_lines", "read_ids"]
 
 
 def parse_id_lines(lines: Iterable[str]) -> list[str]:
@@ -51,3 +54,16 @@ def read_ids(arguments: Sequence[str], from_file: str | None) -> list[str]:
             reason = error.strerror if isinstance(error, OSError) and error.strerror else error
             raise ConfigError(f"cannot read job ids from {from_file!r}: {reason}") from None
     return list(dict.fromkeys(ids))
+
+
+def check_ids(ids: Sequence[str]) -> None:
+    """Every id must be well formed before anything is sent: exit 2 naming the bad ones."""
+    bad: list[str] = []
+    for job_id in ids:
+        try:
+            check_job_id(job_id)
+        except InvalidJobIdError as error:
+            bad.append(error.message)
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ConfigError(f"{bad[0]}{more}; nothing was sent")
