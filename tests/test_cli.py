@@ -253,6 +253,7 @@ async def test_wait_fails_on_failed_training(sim: Simulator) -> None:
         (["events", "bad id"], {}, "invalid job id"),
         (["list"], {"TOGETHER_API_KEY": "two\nlines"}, "line break"),
         (["list", "--json", "-o", "csv"], {}, "--json means -o jsonl"),
+        (["cancel", "ft-a", "--journal-records"], {}, "give --journal PATH"),
     ],
 )
 async def test_usage_errors_exit_2(

@@ -119,6 +119,25 @@ def _dry_run(fmt: str, work: Work, jobs: dict[str, FineTuneJob]) -> None:
     note(f"dry run: {len(rows)} jobs would be acted on; nothing was sent")
 
 
+def _split(journal: Journal | None, job_ids: list[str], plan: Plan, summary: Summary) -> Work:
+    """What is left to do once the journal's facts are taken into account."""
+    if journal is None:
+        return Work(send=job_ids) if plan.cancel else Work(wait=job_ids)
+    resume = journal.resume(job_ids, cancel=plan.cancel, wait=plan.wait)
+    if journal.unreadable:
+        lines = ", ".join(map(str, journal.unreadable))
+        more = journal.unreadable_count - len(journal.unreadable)
+        extra = f" and {more} more" if more else ""
+        note(f"warning: journal {str(journal.path)!r}: ignored unreadable lines {lines}{extra}")
+    summary.skipped = len(resume.done)
+    summary.skipped_failed = sum(1 for known in resume.done.values() if known.final in plan.fail_on)
+    if resume.done:
+        note(f"journal: {len(resume.done)} of {len(job_ids)} jobs already done; skipping them")
+    if plan.cancel and resume.wait:
+        note(f"journal: {len(resume.wait)} cancels accepted before; only waiting for them")
+    return Work(send=resume.send, wait=resume.wait, accepted_before=resume.accepted)
+
+
 def run_batch(
     *,
     command: str,
@@ -137,6 +156,8 @@ def run_batch(
 ) -> Exit:
     """Choose the jobs, consult the journal, then run the batch (or only show it)."""
     selecting = select_all or bool(selector)
+    if journal_records and journal_path is None:
+        raise ConfigError("--journal-records keeps records in the journal; give --journal PATH")
     if dry_run and journal_path is not None and not journal_path.exists():
         journal_path = None  # a dry run reads a journal, never starts one
     journal = _open_journal(
@@ -159,27 +180,7 @@ def run_batch(
                 note("No job ids given: nothing to do.")
                 return Exit.OK
         summary = Summary(cancel=plan.cancel, fail_on=plan.fail_on, total=len(job_ids))
-        if journal is None:
-            send, waits = (job_ids, []) if plan.cancel else ([], job_ids)
-            work = Work(send=send, wait=waits)
-        else:
-            resume = journal.resume(job_ids, cancel=plan.cancel, wait=plan.wait)
-            if journal.unreadable:
-                lines = ", ".join(map(str, journal.unreadable))
-                more = journal.unreadable_count - len(journal.unreadable)
-                extra = f" and {more} more" if more else ""
-                name = str(journal.path)
-                note(f"warning: journal {name!r}: ignored unreadable lines {lines}{extra}")
-            summary.skipped = len(resume.done)
-            summary.skipped_failed = sum(
-                1 for known in resume.done.values() if known.final in plan.fail_on
-            )
-            if resume.done:
-                done = f"{len(resume.done)} of {len(job_ids)} jobs"
-                note(f"journal: {done} already done; skipping them")
-            if plan.cancel and resume.wait:
-                note(f"journal: {len(resume.wait)} cancels accepted before; only waiting for them")
-            work = Work(send=resume.send, wait=resume.wait, accepted_before=resume.accepted)
+        work = _split(journal, job_ids, plan, summary)
         if dry_run:
             _dry_run(fmt, work, found)
             return Exit.OK
