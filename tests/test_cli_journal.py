@@ -428,3 +428,58 @@ async def test_journal_write_failure_is_one_error_line(tmp_path: Path) -> None:
     header, lines = facts(journal)
     assert header["command"] == "cancel"
     assert 0 < len(lines) < 2 * len(ids)
+
+
+@pytest.mark.parametrize("output", ["--json", "-q"])
+async def test_full_disk_on_stdout_is_one_error_line(tmp_path: Path, output: str) -> None:
+    """Results to a full disk (/dev/full): one error line, the journal whole, exit 1."""
+    sim = Simulator(lifecycle=Lifecycle(cancel_delay=0))
+    ids = sim.add_jobs(5, statuses=("running",))
+    journal = tmp_path / "cancel.jsonl"
+    async with sim.serve() as url:
+        with Path("/dev/full").open("w") as full:  # noqa: ASYNC230 (a device, never blocks)
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                BOOTSTRAP,
+                "cancel",
+                *ids,
+                output,
+                "--journal",
+                str(journal),
+                stdout=full,
+                stderr=asyncio.subprocess.PIPE,
+                stdin=asyncio.subprocess.DEVNULL,
+                env=child_env(url),
+            )
+            async with asyncio.timeout(PATIENCE):
+                _, err = await process.communicate()
+    stderr = err.decode()
+    assert process.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    assert "Exception ignored" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: stopped early: cannot write to stdout: No space left on device"]
+    facts(journal)  # every line whole
+
+
+async def test_full_disk_on_stdout_for_list() -> None:
+    """`finetune-ops list > /dev/full`: one error line, exit 1, no traceback."""
+    sim = Simulator()
+    sim.add_jobs(3)
+    async with sim.serve() as url:
+        with Path("/dev/full").open("w") as full:  # noqa: ASYNC230 (a device, never blocks)
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                BOOTSTRAP,
+                "list",
+                stdout=full,
+                stderr=asyncio.subprocess.PIPE,
+                stdin=asyncio.subprocess.DEVNULL,
+                env=child_env(url),
+            )
+            async with asyncio.timeout(PATIENCE):
+                _, err = await process.communicate()
+    assert process.returncode == 1, err.decode()
+    assert err.decode().strip() == "error: cannot write to stdout: No space left on device"

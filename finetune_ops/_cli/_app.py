@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import sys
 from collections import Counter
@@ -43,7 +44,7 @@ EVENT_COLUMNS = ("created_at", "level", "type", "message")
 
 class _Group(click.Group):
     """Turns a signal anywhere (a prompt, a request) into its exit status and one line,
-    and a closed stdout into exit status 141."""
+    a closed stdout into exit status 141, and a full one into one error line."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -59,6 +60,12 @@ class _Group(click.Group):
         except BrokenPipeError:
             silence_stdout()
             ctx.exit(Exit.STDOUT_CLOSED)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                raise
+            silence_stdout()
+            note(f"error: cannot write to stdout: {error.strerror}")
+            ctx.exit(Exit.FAILED)
 
 
 def _signal_exit(interrupt: KeyboardInterrupt) -> Exit:
@@ -88,7 +95,7 @@ def cli(
     \b
     Exit status:
       0    every job ended as asked
-      1    some jobs did not (listed on stderr), or the journal could not be written
+      1    some jobs did not (listed on stderr), or the journal or stdout was not writable
       2    usage or configuration error; nothing was sent
       3    the API refused the key
       4    answered no at the prompt; nothing was sent

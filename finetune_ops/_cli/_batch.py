@@ -286,26 +286,24 @@ def report(
     machine output or is gone. Failures, and jobs left without a result, are
     listed on stderr.
     """
-    stdout_closed = _is_broken_pipe(error)
-    if stdout_closed:
-        silence_stdout()
-    elif writer is not None:
-        try:
-            writer.close()
-        except BrokenPipeError:
-            silence_stdout()
-            stdout_closed = True
     timing = f"{elapsed:.1f}s, {retries} requests retried"
-    if writer is None and not stdout_closed:
+    stdout_broken = isinstance(error, OSError)  # the journal's failures are JournalError
+    if stdout_broken:
+        silence_stdout()  # the results could not be written: neither can the summary
+    else:
         try:
-            console = stdout_console()
-            console.print(summary.table())
-            console.print(f"{summary.line()} ({timing}).", highlight=False)
-        except BrokenPipeError:
+            if writer is not None:
+                writer.close()
+            else:
+                console = stdout_console()
+                console.print(summary.table())
+                console.print(f"{summary.line()} ({timing}).", highlight=False)
+        except OSError as failure:  # a closed pipe, a full disk
             silence_stdout()
-            stdout_closed = True
-    if writer is not None or stdout_closed:
+            stdout_broken, error = True, error or failure
+    if writer is not None or stdout_broken:
         note(f"{summary.line()} ({timing})")
+    stdout_closed = _is_broken_pipe(error)
     failed = [result for result in results if is_failure(result, plan.fail_on)]
     report_failures(failed, summary.total, fail_on=plan.fail_on)
     if signum is not None or stdout_closed:
@@ -319,7 +317,10 @@ def report(
             note("Run the same command with the same --journal to go on where this one stopped.")
         return Exit.STDOUT_CLOSED if signum is None else Exit.for_signal(signum)
     if error is not None:
-        shown = error if isinstance(error, JournalError) else describe_error(error)
+        if isinstance(error, OSError):
+            shown = f"cannot write to stdout: {error.strerror or error}"
+        else:
+            shown = str(error) if isinstance(error, JournalError) else describe_error(error)
         note(f"error: stopped early: {shown}")
         if unfinished:
             note(f"{len(unfinished)} of {summary.total} jobs have no result.")

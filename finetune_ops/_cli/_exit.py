@@ -3,7 +3,7 @@
 | status | meaning |
 | --- | --- |
 | 0 | every job ended as asked |
-| 1 | some jobs did not (failed, timed out, not found, or ended in a ``--fail-on`` status), or the journal could not be written |
+| 1 | some jobs did not (failed, timed out, not found, or ended in a ``--fail-on`` status), or the journal or stdout could not be written |
 | 2 | usage or configuration error (an option, an invalid id, an unknown status, a journal in use or for another command); nothing was sent |
 | 3 | the API refused the key (401); nothing more was sent |
 | 4 | answered "no" at the prompt; nothing was sent |
