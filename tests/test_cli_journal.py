@@ -96,7 +96,16 @@ async def test_signal_mid_batch_then_resume_sends_no_cancel_twice(
     sim = Simulator(lifecycle=Lifecycle(cancel_delay=3600), faults=FaultPlan(latency=0.05))
     ids = sim.add_jobs(30, statuses=("running",))
     journal = tmp_path / "cancel.jsonl"
-    args = ["cancel", *ids, "--wait", "--concurrency", "1", "--journal", journal, "-q"]
+    args: list[str | Path] = [
+        "cancel",
+        *ids,
+        "--wait",
+        "--concurrency",
+        "1",
+        "--journal",
+        journal,
+        "-q",
+    ]
     async with sim.serve() as url:
         process = await spawn(args, url)
         await until(lambda: len(accepted(journal)) >= 4)
@@ -142,7 +151,7 @@ async def test_sigterm_while_waiting_then_resume_only_waits(tmp_path: Path) -> N
     done = [sim.add_job("completed") for _ in range(2)]
     stuck = sim.add_jobs(5, statuses=("running",))
     journal = tmp_path / "cancel.jsonl"
-    args = ["cancel", *done, *stuck, "--json", "--journal", journal]
+    args: list[str | Path] = ["cancel", *done, *stuck, "--json", "--journal", journal]
     async with sim.serve() as url:
         process = await spawn(args, url)
         assert process.stdout is not None
@@ -404,30 +413,63 @@ async def test_closed_stdout_on_list_exit_141() -> None:
     assert "Exception ignored" not in err.decode()
 
 
-async def test_journal_write_failure_is_one_error_line(tmp_path: Path) -> None:
-    """A full disk (a file-size limit): one error line, the summary, exit 1, whole lines only."""
+async def run_quietly(*command: str) -> int:
+    """Run a short system command; its exit status."""
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    return await process.wait()
+
+
+@pytest.mark.parametrize("full", ["tmpfs", "file-size limit"])
+async def test_journal_write_failure_is_one_error_line(tmp_path: Path, full: str) -> None:
+    """A full disk: one error line, the summary, exit 1, and only whole lines in the journal."""
     sim = Simulator(lifecycle=Lifecycle(cancel_delay=0))
     ids = sim.add_jobs(40, statuses=("running",))
-    journal = tmp_path / "cancel.jsonl"
+    limit: Callable[[], None] | None = None
+    if full == "tmpfs":
+        # A 4 KiB filesystem, when the test may mount one (as root); else the limit below.
+        disk = tmp_path / "disk"
+        disk.mkdir()
+        if await run_quietly("mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(disk)) != 0:
+            pytest.skip("cannot mount a tmpfs here (not root, or not allowed)")
+        journal = disk / "cancel.jsonl"
+        reason = "No space left on device"
+    else:
+        journal = tmp_path / "cancel.jsonl"
+        reason = "File too large"
 
-    def limit_file_size() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+        def limit() -> None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
 
-    args = ["cancel", *ids, "--no-wait", "--journal", journal, "-q", "--concurrency", "2"]
-    async with sim.serve() as url:
-        process = await spawn(args, url, preexec_fn=limit_file_size)
-        async with asyncio.timeout(PATIENCE):
-            out, err = await process.communicate()
-    stderr = err.decode()
-    assert process.returncode == 1, stderr
-    assert "Traceback" not in stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1
-    assert "cannot write: File too large" in errors[0]
-    assert "40 jobs: cancelled" in out.decode()  # the summary of what completed
-    header, lines = facts(journal)
-    assert header["command"] == "cancel"
-    assert 0 < len(lines) < 2 * len(ids)
+    args: list[str | Path] = [
+        "cancel",
+        *ids,
+        "--no-wait",
+        "--journal",
+        journal,
+        "-q",
+        "--concurrency",
+        "2",
+    ]
+    try:
+        async with sim.serve() as url:
+            process = await spawn(args, url, preexec_fn=limit)
+            async with asyncio.timeout(PATIENCE):
+                out, err = await process.communicate()
+        stderr = err.decode()
+        assert process.returncode == 1, stderr
+        assert "Traceback" not in stderr
+        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1
+        assert f"cannot write: {reason}" in errors[0]
+        assert "40 jobs: cancelled" in out.decode()  # the summary of what completed
+        header, lines = facts(journal)
+        assert header["command"] == "cancel"
+        assert 0 < len(lines) < 2 * len(ids)
+    finally:
+        if full == "tmpfs":
+            await run_quietly("umount", str(journal.parent))
 
 
 @pytest.mark.parametrize("output", ["--json", "-q"])
