@@ -254,6 +254,7 @@ async def test_wait_fails_on_failed_training(sim: Simulator) -> None:
         (["list"], {"TOGETHER_API_KEY": "two\nlines"}, "line break"),
         (["list", "--json", "-o", "csv"], {}, "--json means -o jsonl"),
         (["cancel", "ft-a", "--journal-records"], {}, "give --journal PATH"),
+        (["cancel", "--status", "completed", "--yes"], {}, "only jobs that have not ended"),
     ],
 )
 async def test_usage_errors_exit_2(

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from finetune_ops._converter import unstructure
 from finetune_ops._errors import AuthenticationError, FinetuneOpsError
-from finetune_ops._records import FineTuneEvent, FineTuneJob
+from finetune_ops._records import FineTuneEvent, FineTuneJob, JobStatus
 
 from ._batch import Plan
 from ._batch_command import run_batch, write_records
@@ -217,6 +217,12 @@ def cancel(ctx: click.Context, /, **options: Any) -> None:
     ids, from_file = options["ids"], options["from_file"]
     selector = _selector(options)
     all_active = options["all_active"]
+    ended = sorted(status for status in selector.statuses if JobStatus(status).is_terminal)
+    if ended:
+        raise ConfigError(
+            f"--status {ended[0]}: cancel selects only jobs that have not ended; "
+            "a job in that status has nothing to cancel"
+        )
     if all_active and (ids or from_file):
         raise ConfigError("--all-active cancels every active job; give no ids with it")
     if not (ids or from_file or all_active or selector):
