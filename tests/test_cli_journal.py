@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_cli import PATIENCE, child_env, invoke, json_lines
 
 from finetune_ops.testing import FaultKind, FaultPlan, Lifecycle, Simulator
@@ -525,3 +527,68 @@ async def test_full_disk_on_stdout_for_list() -> None:
                 _, err = await process.communicate()
     assert process.returncode == 1, err.decode()
     assert err.decode().strip() == "error: cannot write to stdout: No space left on device"
+
+
+# -- the resume rule, for any history of facts -------------------------------------------
+
+_FACTS = st.one_of(
+    st.just({"event": "accepted"}),
+    st.builds(
+        lambda status, sent: {
+            "event": "result",
+            "ok": True,
+            "status": status,
+            "cancel_sent": sent,
+            "error": None,
+        },
+        st.sampled_from(["cancelled", "completed", "error", "cancel_requested"]),
+        st.booleans(),
+    ),
+    st.builds(
+        lambda sent: {
+            "event": "result",
+            "ok": False,
+            "status": None,
+            "cancel_sent": sent,
+            "error": {"type": "WaitTimeoutError", "message": "not yet"},
+        },
+        st.booleans(),
+    ),
+)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    history=st.lists(st.tuples(st.integers(0, 5), _FACTS), max_size=30),
+    wait=st.booleans(),
+)
+def test_resume_never_resends_an_accepted_cancel(
+    tmp_path_factory: pytest.TempPathFactory, history: list[tuple[int, dict[str, Any]]], wait: bool
+) -> None:
+    """Whatever the journal holds, every id lands in one bucket and no accepted one is resent."""
+    from finetune_ops._cli._journal import Journal
+
+    ids = [f"ft-{index}" for index in range(6)]
+    path = tmp_path_factory.mktemp("journal") / "cancel.jsonl"
+    url = "http://127.0.0.1:9/v1"
+    lines = [{"journal": "finetune-ops", "version": 1, "command": "cancel", "base_url": url}]
+    lines += [{"id": ids[index], **fact} for index, fact in history]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    journal = Journal(path, command="cancel", base_url=url, records=False).open()
+    try:
+        resume = journal.resume(ids, cancel=True, wait=wait)
+    finally:
+        journal.close()
+    buckets = [set(resume.send), set(resume.wait), set(resume.done)]
+    assert sorted(job_id for bucket in buckets for job_id in bucket) == ids
+    sent_before = {
+        ids[index]
+        for index, fact in history
+        if fact["event"] == "accepted" or fact.get("cancel_sent") is True
+    }
+    assert not sent_before & set(resume.send)
+    assert sent_before == resume.accepted
+    if not wait:
+        assert resume.wait == []
