@@ -7,7 +7,14 @@ import os
 
 from yarl import URL
 
-__all__ = ["DEFAULT_BASE_URL", "Secret", "resolve_api_key", "resolve_base_url"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "Secret",
+    "check_api_key",
+    "is_loopback",
+    "resolve_api_key",
+    "resolve_base_url",
+]
 
 DEFAULT_BASE_URL = "https://api.together.ai/v1"
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
@@ -36,14 +43,25 @@ def resolve_api_key(api_key: str | None) -> Secret | None:
         api_key = os.environ.get("TOGETHER_API_KEY") or None
     if api_key is None:
         return None
+    return Secret(check_api_key(api_key))
+
+
+def check_api_key(api_key: object, *, source: str = "api_key") -> str:
+    """The key without surrounding space; ValueError naming ``source`` if it cannot be sent.
+
+    The one rule for every way a key arrives (argument, environment, the
+    command line's key file): a non-empty string without CR, LF or NUL, which
+    would break or split the Authorization header.
+    """
     if not isinstance(api_key, str) or not api_key.strip():
-        raise ValueError("api_key must be a non-empty string")
+        raise ValueError(f"{source} must be a non-empty string")
     if any(ch in api_key for ch in "\r\n\0"):
-        raise ValueError("api_key contains a line break or NUL character")
-    return Secret(api_key.strip())
+        raise ValueError(f"{source} contains a line break or NUL character")
+    return api_key.strip()
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine: localhost or a loopback address."""
     if host.lower() in _LOOPBACK_NAMES:
         return True
     try:
@@ -69,7 +87,7 @@ def resolve_base_url(base_url: str | None, *, allow_insecure_http: bool = False)
         raise ValueError("base URL must not carry credentials; pass api_key instead")
     if url.query_string or url.fragment:
         raise ValueError(f"base URL must not have a query or fragment, got {raw!r}")
-    if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
+    if url.scheme == "http" and not allow_insecure_http and not is_loopback(url.host):
         raise ValueError(
             f"refusing plain http to {url.host!r}: the API key would travel unencrypted; "
             "use https, or pass allow_insecure_http=True"

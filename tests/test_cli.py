@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,10 @@ from finetune_ops import JobManager
 from finetune_ops._cli import INSTALL_HINT
 from finetune_ops._cli._app import cli
 from finetune_ops._cli._inputs import parse_id_lines
-from finetune_ops.testing import FaultKind, Lifecycle, Simulator
+from finetune_ops.testing import FaultKind, Lifecycle, ManualClock, Simulator
 
 RESULT_KEYS = {"job_id", "ok", "status", "cancel_sent", "attempts", "elapsed", "error", "job"}
+RESULT_FACT_KEYS = {"id", "event", "ok", "status", "cancel_sent", "error"}
 
 #: Variables that would change what the command does or how it renders.
 _CLEARED = (
@@ -138,11 +140,9 @@ async def test_cancel_human_summary(sim: Simulator) -> None:
 
 
 async def test_some_jobs_fail_exit_1(sim: Simulator) -> None:
-    """An unknown id and a malformed id fail on their own: exit 1, listed on stderr."""
+    """An unknown id fails on its own: exit 1, listed on stderr, the rest cancelled."""
     good = sim.add_job("running")
-    result = await invoke(
-        "cancel", good, "ft-unknown", "not-a-job-id", "--json", base_url=sim.base_url
-    )
+    result = await invoke("cancel", good, "ft-unknown", "--json", base_url=sim.base_url)
     assert result.exit_code == 1
     by_id = {record["job_id"]: record for record in json_lines(result.stdout)}
     assert by_id[good]["ok"] is True
@@ -151,13 +151,21 @@ async def test_some_jobs_fail_exit_1(sim: Simulator) -> None:
     assert missing["job"] is None
     assert missing["error"]["type"] == "NotFoundError"
     assert missing["error"]["status_code"] == 404
-    invalid = by_id["not-a-job-id"]
-    assert invalid["error"]["type"] == "InvalidJobIdError"
-    assert "status_code" not in invalid["error"]
     assert "failed: ft-unknown: NotFoundError" in result.stderr
-    assert "failed: not-a-job-id: InvalidJobIdError" in result.stderr
-    assert "2 of 3 jobs failed." in result.stderr
-    assert sim.counters["cancel"] == 2  # the malformed id never reached a URL
+    assert "1 of 2 jobs failed." in result.stderr
+    assert "2 jobs: cancelled 1, failed 1" in result.stderr
+    assert sim.counters["cancel"] == 2
+
+
+@pytest.mark.parametrize("command", ["cancel", "wait", "status", "events"])
+async def test_invalid_id_is_a_usage_error(sim: Simulator, command: str) -> None:
+    """A malformed id is exit 2 for every command, and nothing at all is sent."""
+    good = sim.add_job("running")
+    args = [good, "not-a-job-id"] if command != "events" else ["not-a-job-id"]
+    result = await invoke(command, *args, base_url=sim.base_url)
+    assert result.exit_code == 2
+    assert "invalid job id 'not-a-job-id'" in result.stderr
+    assert sim.total_requests == 0
 
 
 async def test_already_finished_jobs_are_fine(sim: Simulator) -> None:
@@ -198,14 +206,34 @@ async def test_wait_timeout_exit_1() -> None:
 
 async def test_wait_for_finished_jobs(sim: Simulator) -> None:
     """wait returns jobs that are already terminal at once, cancelling none: exit 0."""
-    ids = [sim.add_job("completed"), sim.add_job("user_error")]
+    ids = [sim.add_job("completed"), sim.add_job("cancelled")]
     result = await invoke("wait", *ids, "--json", base_url=sim.base_url)
     assert result.exit_code == 0, result.stderr
     assert {record["status"] for record in json_lines(result.stdout)} == {
         "completed",
-        "user_error",
+        "cancelled",
     }
     assert sim.counters["cancel"] == 0
+
+
+async def test_wait_fails_on_failed_training(sim: Simulator) -> None:
+    """wait exits 1 when a job ended in error or user_error, unless --fail-on none."""
+    ids = [sim.add_job("completed"), sim.add_job("user_error"), sim.add_job("error")]
+    failed = await invoke("wait", *ids, "--json", base_url=sim.base_url)
+    assert failed.exit_code == 1
+    assert f"failed: {ids[1]}: ended user_error (--fail-on)" in failed.stderr
+    assert "3 jobs: completed 1, failed 2" in failed.stderr
+    accepted = await invoke("wait", *ids, "--fail-on", "none", base_url=sim.base_url)
+    assert accepted.exit_code == 0, accepted.stderr
+    only_error = await invoke("wait", *ids, "--fail-on", "error", base_url=sim.base_url)
+    assert only_error.exit_code == 1
+    assert "failed (ended error)" in only_error.stdout
+    bad = await invoke("wait", *ids, "--fail-on", "failed", base_url=sim.base_url)
+    assert bad.exit_code == 2
+    assert "not a terminal status" in bad.stderr
+    help_text = await invoke("wait", "--help", base_url=None)
+    assert "failed)" not in help_text.stdout
+    assert "user_error" in help_text.stdout
 
 
 # -- usage and configuration errors ------------------------------------------------------
@@ -223,7 +251,10 @@ async def test_wait_for_finished_jobs(sim: Simulator) -> None:
         (["cancel", "ft-a", "--all-active", "--yes"], {}, "give no ids"),
         (["wait"], {}, "nothing to wait for"),
         (["events", "bad id"], {}, "invalid job id"),
-        (["list"], {"TOGETHER_API_KEY": "two words"}, "single word"),
+        (["list"], {"TOGETHER_API_KEY": "two\nlines"}, "line break"),
+        (["list", "--json", "-o", "csv"], {}, "--json means -o jsonl"),
+        (["cancel", "ft-a", "--journal-records"], {}, "give --journal PATH"),
+        (["cancel", "--status", "completed", "--yes"], {}, "only jobs that have not ended"),
     ],
 )
 async def test_usage_errors_exit_2(
@@ -239,11 +270,22 @@ async def test_usage_errors_exit_2(
     assert sim.total_requests == 0
 
 
-async def test_bad_option_value_exit_2(sim: Simulator) -> None:
-    """click's own usage errors (a bad --concurrency) also exit 2."""
-    result = await invoke("cancel", "ft-a", "--concurrency", "0", base_url=sim.base_url)
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["cancel", "ft-a", "--concurrency", "0"], "--concurrency"),
+        (["list", "--status", "runing"], "choose from cancel_requested, cancelled, completed"),
+        (["cancel", "--status", "runing", "--yes"], "'runing' is not a job status"),
+        (["wait", "ft-a", "--timeout", "soon"], "not a duration like 90s"),
+        (["list", "--created-after", "yesterday"], "neither a duration ago"),
+        (["list", "-o", "yaml"], "'yaml' is not one of"),
+    ],
+)
+async def test_bad_option_value_exit_2(sim: Simulator, args: list[str], message: str) -> None:
+    """click's own usage errors (a bad value, an unknown status) also exit 2, sending nothing."""
+    result = await invoke(*args, base_url=sim.base_url)
     assert result.exit_code == 2
-    assert "--concurrency" in result.stderr
+    assert message in result.stderr
     assert sim.total_requests == 0
 
 
@@ -262,7 +304,7 @@ async def test_key_file_is_used_and_never_printed(tmp_path: Path) -> None:
         from_env = await invoke("list", base_url=url, env={"TOGETHER_API_KEY": secret})
     assert ok.exit_code == 0, ok.stderr
     assert job_id in ok.stdout
-    assert refused.exit_code == 1
+    assert refused.exit_code == 3
     assert "AuthenticationError" in refused.stderr
     assert "TOGETHER_API_KEY" in refused.stderr  # the hint
     assert from_env.exit_code == 0
@@ -290,7 +332,7 @@ async def test_all_active_with_yes(sim: Simulator) -> None:
     result = await invoke("cancel", "--all-active", "--yes", "--json", base_url=sim.base_url)
     assert result.exit_code == 0, result.stderr
     assert sorted(record["job_id"] for record in json_lines(result.stdout)) == sorted(active)
-    assert "4 active jobs" in result.stderr
+    assert "4 active jobs to cancel" in result.stderr
     assert sim.counters["list"] >= 1
     assert sim.counters["cancel"] == len(active)
     assert [sim.status(job_id) for job_id in finished] == ["completed", "cancelled"]
@@ -301,7 +343,7 @@ async def test_all_active_with_none_active(sim: Simulator) -> None:
     sim.add_job("completed")
     result = await invoke("cancel", "--all-active", "--yes", base_url=sim.base_url)
     assert result.exit_code == 0
-    assert "No active jobs" in result.stderr
+    assert "No jobs match the selection" in result.stderr
     assert sim.counters["cancel"] == 0
 
 
@@ -343,25 +385,27 @@ async def test_journal_resume_sends_no_second_cancel(sim: Simulator, tmp_path: P
     assert first.exit_code == 0, first.stderr
     assert sim.counters["cancel"] == 3
     with journal.open("a") as file:
-        file.write('{"job_id": "ft-cut-off-by-a-kill", "ok"')  # no newline: a killed writer
+        file.write('{"id": "ft-cut-off-by-a-kill", "event"')  # no newline: a killed writer
 
     second = await invoke("cancel", *ids, "--journal", journal, "--json", base_url=sim.base_url)
     assert second.exit_code == 0, second.stderr
     assert sim.counters["cancel"] == 6  # only the three the journal did not have
     assert sorted(record["job_id"] for record in json_lines(second.stdout)) == sorted(ids[3:])
     assert "3 of 6 jobs already done" in second.stderr
-    assert "unreadable lines 4" in second.stderr
+    assert "unreadable lines 8" in second.stderr
 
     third = await invoke("cancel", *ids, "--journal", journal, "--json", base_url=sim.base_url)
     assert third.exit_code == 0, third.stderr
     assert third.stdout == ""
     assert sim.counters["cancel"] == 6
 
-    lines = journal.read_text().splitlines()
-    assert len(lines) == 3 + 1 + 3
-    records = [json.loads(line) for number, line in enumerate(lines) if number != 3]
-    assert sorted(record["job_id"] for record in records) == sorted(ids)
-    assert all(set(record) == RESULT_KEYS and record["ok"] for record in records)
+    header, *facts = journal.read_text().splitlines()
+    assert json.loads(header)["command"] == "cancel"
+    records = [json.loads(line) for line in facts if "cut-off" not in line]
+    assert len(records) == 12  # an accepted line and a result line per job
+    results = [record for record in records if record["event"] == "result"]
+    assert sorted(record["id"] for record in results) == sorted(ids)
+    assert all(set(record) == RESULT_FACT_KEYS and record["ok"] for record in results)
 
 
 async def test_journal_retries_failed_jobs(tmp_path: Path) -> None:
@@ -374,11 +418,14 @@ async def test_journal_retries_failed_jobs(tmp_path: Path) -> None:
         first = await invoke("cancel", job_id, "--journal", journal, base_url=url, env=wrong)
         right = {"TOGETHER_API_KEY": "sk-right"}
         second = await invoke("cancel", job_id, "--journal", journal, base_url=url, env=right)
-    assert first.exit_code == 1
+    assert first.exit_code == 3
     assert second.exit_code == 0, second.stderr
-    failed, cancelled = (json.loads(line) for line in journal.read_text().splitlines())
+    _header, failed, accepted, cancelled = (
+        json.loads(line) for line in journal.read_text().splitlines()
+    )
     assert failed["ok"] is False
     assert failed["error"]["type"] == "AuthenticationError"
+    assert accepted == {"id": job_id, "event": "accepted"}
     assert cancelled["ok"] is True
     assert cancelled["status"] == "cancelled"
 
@@ -447,59 +494,6 @@ async def test_demo_cancels_everything() -> None:
 # -- real processes ----------------------------------------------------------------------
 
 
-async def test_sigint_exits_130_with_consistent_journal(tmp_path: Path) -> None:
-    """Ctrl-C during `cancel --wait` reports what finished, exits 130, and the journal resumes."""
-    sim = Simulator(lifecycle=Lifecycle(cancel_delay=3600))
-    done = [sim.add_job("completed") for _ in range(3)]
-    stuck = sim.add_jobs(3, statuses=("running",))
-    journal = tmp_path / "cancel.jsonl"
-    args = ["cancel", *done, *stuck, "--wait", "--json", "--journal", str(journal)]
-    # The bootstrap restores Python's Ctrl-C handling, which a shell that started
-    # this test in the background would have handed down as "ignore SIGINT".
-    bootstrap = (
-        "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-        "runpy.run_module('finetune_ops', run_name='__main__', alter_sys=True)"
-    )
-    async with sim.serve() as url:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            bootstrap,
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            stdin=asyncio.subprocess.DEVNULL,
-            env=child_env(url),
-        )
-        assert process.stdout is not None
-        async with asyncio.timeout(PATIENCE):
-            early = [await process.stdout.readline() for _ in done]
-            process.send_signal(signal.SIGINT)
-            rest, errors = await process.communicate()
-        assert process.returncode == 130, errors.decode()
-
-        printed = json_lines(b"".join([*early, rest]).decode())
-        assert sorted(record["job_id"] for record in printed) == sorted(done)
-        stderr = errors.decode()
-        assert "Interrupted: 3 of 6 jobs have no result." in stderr
-        assert "Traceback" not in stderr
-        text = journal.read_text()
-        assert text.endswith("\n")
-        journaled = [json.loads(line) for line in text.splitlines()]
-        assert journaled == printed
-
-        # The stuck jobs stop at last; a rerun with the journal cancels only those.
-        for job_id in stuck:
-            sim.set_status(job_id, "cancelled")
-        sent = sim.counters["cancel"]
-        resumed = await invoke(
-            "cancel", *done, *stuck, "--journal", journal, "--json", base_url=url
-        )
-    assert resumed.exit_code == 0, resumed.stderr
-    assert sorted(record["job_id"] for record in json_lines(resumed.stdout)) == sorted(stuck)
-    assert sim.counters["cancel"] - sent == len(stuck)
-
-
 async def test_simulate_serves_until_ctrl_c() -> None:
     """`python -m finetune_ops simulate` prints its URL and export line, serves, stops on SIGINT."""
     process = await asyncio.create_subprocess_exec(
@@ -553,3 +547,245 @@ async def test_missing_extras_hint() -> None:
     assert out == b""
     assert err.decode().strip() == INSTALL_HINT
     assert "pip install 'finetune-ops[cli]'" in INSTALL_HINT
+
+
+# -- summaries, selectors, dry runs ------------------------------------------------------
+
+
+async def test_summary_says_what_happened() -> None:
+    """The summary counts cancelled, already ended, still cancelling and failed jobs."""
+    sim = Simulator(lifecycle=Lifecycle(cancel_delay=3600))
+    running = sim.add_jobs(2, statuses=("running",))
+    ended = sim.add_job("completed")
+    async with sim.serve() as url:
+        result = await invoke("cancel", *running, ended, "ft-unknown", "--no-wait", base_url=url)
+    assert result.exit_code == 1
+    assert "4 jobs: already ended 1, still cancelling 2, failed 1" in result.stdout
+    for row in ("already ended (completed)", "still cancelling (cancel_requested)"):
+        assert row in result.stdout
+    assert "failed (NotFoundError)" in result.stdout
+    assert "finished here" not in result.stdout
+
+
+def _clocked() -> tuple[Simulator, dict[str, str]]:
+    """A simulator with jobs a day apart: old queued, new queued, new running, and an ended one."""
+    sim = Simulator(
+        clock=ManualClock(epoch=datetime(2026, 1, 1, tzinfo=UTC)),
+        lifecycle=Lifecycle(cancel_delay=0),
+    )
+    jobs = {"old": sim.add_job("queued", model="org/a", suffix="sweep-1")}
+    sim.advance(86400)
+    sim.set_status(jobs["old"], "queued")  # it had moved on to running meanwhile
+    jobs["new"] = sim.add_job("queued", model="org/a", suffix="sweep-2")
+    jobs["running"] = sim.add_job("running", model="org/b", suffix="sweep-2")
+    jobs["ended"] = sim.add_job("completed", model="org/a", suffix="sweep-2")
+    return sim, jobs
+
+
+async def test_selectors_choose_jobs() -> None:
+    """--status, --model, --created-before/--created-after and --suffix choose what is cancelled."""
+    sim, jobs = _clocked()
+
+    async def selected(*args: str) -> list[str]:
+        result = await invoke("cancel", *args, "--dry-run", "-o", "jsonl", base_url=url)
+        assert result.exit_code == 0, result.stderr
+        return sorted(record["id"] for record in json_lines(result.stdout))
+
+    async with sim.serve() as url:
+        assert await selected("--status", "queued") == sorted([jobs["old"], jobs["new"]])
+        assert await selected("--status", "queued", "--status", "running") == sorted(
+            [jobs["old"], jobs["new"], jobs["running"]]
+        )
+        assert await selected("--model", "org/a") == sorted([jobs["old"], jobs["new"]])
+        assert await selected("--created-before", "2026-01-01T12:00") == [jobs["old"]]
+        assert await selected("--created-after", "2026-01-01T12:00Z") == sorted(
+            [jobs["new"], jobs["running"]]
+        )
+        assert await selected("--suffix", "sweep-2") == sorted([jobs["new"], jobs["running"]])
+        assert await selected("--created-before", "1h") == sorted(
+            [jobs["old"], jobs["new"], jobs["running"]]
+        )
+        # With ids too, only those ids; an ended job is never selected for a cancel.
+        assert await selected(jobs["old"], jobs["ended"], "--model", "org/a") == [jobs["old"]]
+        waited = await invoke(
+            "wait", "--suffix", "sweep-2", "--status", "completed", "--json", base_url=url
+        )
+    assert [record["job_id"] for record in json_lines(waited.stdout)] == [jobs["ended"]]
+    assert sim.counters["cancel"] == 0
+
+
+async def test_dry_run_prints_the_jobs_and_sends_nothing(tmp_path: Path) -> None:
+    """--dry-run lists exactly the jobs it would act on, after the journal, and sends no cancel."""
+    sim, jobs = _clocked()
+    journal = tmp_path / "cancel.jsonl"
+    async with sim.serve() as url:
+        first = await invoke("cancel", jobs["old"], "--journal", journal, base_url=url)
+        assert first.exit_code == 0, first.stderr
+        sim.reset_counters()
+        table = await invoke(
+            "cancel", jobs["old"], jobs["new"], "--journal", journal, "--dry-run", base_url=url
+        )
+        selection = await invoke("cancel", "--all-active", "--dry-run", "-o", "csv", base_url=url)
+    assert table.exit_code == 0, table.stderr
+    assert jobs["new"] in table.stdout
+    assert jobs["old"] not in table.stdout  # the journal has it as done
+    assert "dry run: 1 jobs would be acted on; nothing was sent" in table.stderr
+    rows = selection.stdout.splitlines()
+    assert rows[0] == "id,action,status,model"
+    assert sorted(row.split(",")[0] for row in rows[1:]) == sorted([jobs["new"], jobs["running"]])
+    assert sim.counters["cancel"] == 0
+    assert sim.counters["retrieve"] == 0
+
+
+async def test_selection_with_yes_cancels_only_the_selection() -> None:
+    """`cancel --status queued --yes` cancels the queued jobs and no other."""
+    sim, jobs = _clocked()
+    async with sim.serve() as url:
+        result = await invoke("cancel", "--status", "queued", "--yes", "--json", base_url=url)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(record["job_id"] for record in json_lines(result.stdout)) == sorted(
+        [jobs["old"], jobs["new"]]
+    )
+    assert "2 active jobs to cancel" in result.stderr
+    assert sim.status(jobs["running"]) == "running"
+    assert sim.counters["cancel"] == 2
+
+
+async def test_answering_no_exits_4_and_sends_nothing() -> None:
+    """At the prompt on a terminal, "n" cancels nothing: exit status 4."""
+    sim = Simulator()
+    sim.add_jobs(3)
+    controller, terminal = os.openpty()
+    async with sim.serve() as url:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "finetune_ops",
+            "cancel",
+            "--all-active",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            stdin=terminal,
+            env=child_env(url),
+        )
+        os.close(terminal)
+        try:
+            os.write(controller, b"n\n")
+            async with asyncio.timeout(PATIENCE):
+                _, err = await process.communicate()
+        finally:
+            os.close(controller)
+    assert process.returncode == 4, err.decode()
+    assert "Cancel all 3?" in err.decode()
+    assert "Nothing was cancelled." in err.decode()
+    assert sim.counters["cancel"] == 0
+
+
+# -- output formats and options ----------------------------------------------------------
+
+
+async def test_output_formats(sim: Simulator) -> None:
+    """-o json is one array, -o jsonl a line per record, -o csv a header and rows."""
+    ids = sim.add_jobs(3)
+    as_json = await invoke("list", "-o", "json", base_url=sim.base_url)
+    assert sorted(job["id"] for job in json.loads(as_json.stdout)) == sorted(ids)
+    as_csv = await invoke("status", *ids, "-o", "csv", base_url=sim.base_url)
+    header, *rows = as_csv.stdout.splitlines()
+    assert header == "id,status,model,suffix,created_at,updated_at,model_output_name"
+    assert sorted(row.split(",")[0] for row in rows) == sorted(ids)
+    empty = await invoke("list", "--status", "error", "-o", "json", base_url=sim.base_url)
+    assert json.loads(empty.stdout) == []
+    events = await invoke("events", ids[0], "-o", "jsonl", base_url=sim.base_url)
+    assert json_lines(events.stdout)
+    results = await invoke("cancel", *ids, "-o", "csv", base_url=sim.base_url)
+    assert results.exit_code == 0, results.stderr
+    header, *rows = results.stdout.splitlines()
+    assert header == "job_id,ok,status,cancel_sent,attempts,elapsed,error"
+    assert {row.split(",")[2] for row in rows} == {"cancelled"}
+    assert "3 jobs: cancelled 3" in results.stderr
+
+
+async def test_timeout_takes_durations() -> None:
+    """--timeout reads 90s, 15m, 1h; a job still running then fails: exit 1."""
+    sim = Simulator()
+    job_id = sim.add_job("running")
+    async with sim.serve() as url:
+        result = await invoke("wait", job_id, "--timeout", "0.1s", "--json", base_url=url)
+    assert result.exit_code == 1
+    [record] = json_lines(result.stdout)
+    assert record["error"]["type"] == "WaitTimeoutError"
+
+
+async def test_connection_options_before_the_command(tmp_path: Path) -> None:
+    """--base-url and --api-key-file work before the command name as after it."""
+    secret = "sk-before-the-command"
+    sim = Simulator(api_key=secret)
+    job_id = sim.add_job("running")
+    key = tmp_path / "key"
+    key.write_text(secret)
+    async with sim.serve() as url:
+        before = await invoke(
+            "--base-url", url, "--api-key-file", key, "status", job_id, base_url=None
+        )
+        after = await invoke(
+            "status", job_id, "--base-url", url, "--api-key-file", key, base_url=None
+        )
+    assert before.exit_code == 0, before.stderr
+    assert after.exit_code == 0, after.stderr
+    assert job_id in before.stdout
+
+
+async def test_key_rules_are_the_librarys(tmp_path: Path) -> None:
+    """The command accepts the keys the library accepts and needs none for localhost.localdomain."""
+    sim = Simulator(api_key="sk with space")
+    sim.add_job("running")
+    async with sim.serve() as url:
+        spaced = await invoke("list", base_url=url, env={"TOGETHER_API_KEY": "sk with space"})
+    assert spaced.exit_code == 0, spaced.stderr
+    loopback = await invoke("list", base_url="http://localhost.localdomain:9/v1")
+    assert "no API key" not in loopback.stderr
+    assert loopback.exit_code == 1  # nothing listens there: a connection error, not usage
+
+
+async def test_shell_completion_script() -> None:
+    """The documented completion variable prints a bash completion script."""
+    result = await invoke(base_url=None, env={"_FINETUNE_OPS_COMPLETE": "bash_source"})
+    assert result.exit_code == 0
+    assert "_finetune_ops_completion" in result.stdout
+
+
+# -- list at scale, and id files ---------------------------------------------------------
+
+
+async def test_list_newest_first_with_limit() -> None:
+    """list sorts by creation time, newest first; --limit keeps the first N."""
+    sim, jobs = _clocked()
+    async with sim.serve() as url:
+        result = await invoke("list", "--limit", "3", "-o", "jsonl", base_url=url)
+        table = await invoke("list", "--limit", "1", base_url=url)
+    listed = [record["id"] for record in json_lines(result.stdout)]
+    assert len(listed) == 3
+    assert listed[-1] != jobs["old"]
+    assert jobs["old"] not in listed  # the oldest comes last, past the limit
+    assert "1 jobs" in table.stderr
+    assert jobs["old"] not in table.stdout
+
+
+async def test_id_file_with_bom_and_crlf(sim: Simulator, tmp_path: Path) -> None:
+    """An id file saved with a UTF-8 byte-order mark and CRLF line ends is read correctly."""
+    ids = sim.add_jobs(2)
+    listing = tmp_path / "ids.txt"
+    listing.write_bytes(("\ufeff" + "\r\n".join(ids) + "\r\n").encode())
+    from_file = await invoke("cancel", "--from-file", listing, "--json", base_url=sim.base_url)
+    from_stdin = await invoke(
+        "wait",
+        "--from-file",
+        "-",
+        "--json",
+        base_url=sim.base_url,
+        input="\ufeff" + ids[0] + "\r\n",
+    )
+    assert from_file.exit_code == 0, from_file.stderr
+    assert sorted(record["job_id"] for record in json_lines(from_file.stdout)) == sorted(ids)
+    assert from_stdin.exit_code == 0, from_stdin.stderr
+    assert [record["job_id"] for record in json_lines(from_stdin.stdout)] == [ids[0]]

@@ -25,9 +25,17 @@ def _missing_extras() -> list[str]:
 
 def main() -> None:
     """Run the ``finetune-ops`` command; exit 2 with an install hint without click or rich."""
-    if _missing_extras():
-        print(INSTALL_HINT, file=sys.stderr)
-        raise SystemExit(2)
-    from ._app import cli
+    from . import _signals
 
+    _signals.install()
+    try:
+        if _missing_extras():
+            print(INSTALL_HINT, file=sys.stderr)
+            raise SystemExit(2)
+        from ._app import cli
+    except KeyboardInterrupt as interrupt:
+        # Ctrl-C (or SIGTERM) while the commands were still loading: no traceback.
+        print("Interrupted.", file=sys.stderr)
+        signum = interrupt.signum if isinstance(interrupt, _signals.Stopped) else 2
+        raise SystemExit(128 + signum) from None
     cli(prog_name="finetune-ops")

@@ -3,48 +3,75 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import sys
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich.console import Console
 
 from finetune_ops._converter import unstructure
-from finetune_ops._errors import AuthenticationError, FinetuneOpsError, InvalidJobIdError
-from finetune_ops._manager import JobManager
-from finetune_ops._records import FineTuneEvent, FineTuneJob
+from finetune_ops._errors import AuthenticationError, FinetuneOpsError
+from finetune_ops._records import FineTuneEvent, FineTuneJob, JobStatus
 
-from ._batch import Plan, execute
+from ._batch import Plan
+from ._batch_command import run_batch, write_records
 from ._config import Connection, api_options
 from ._exit import ConfigError, Exit
-from ._inputs import read_ids
-from ._journal import Journal
-from ._output import auth_hint, describe_error, echo_json, note, stdout_console
-from ._tables import events_table, jobs_table
+from ._formats import chosen_format, output_options
+from ._inputs import check_ids
+from ._output import auth_hint, describe_error, note, silence_stdout, stdout_console
+from ._requests import call, fetch_jobs, manager
+from ._selectors import FAIL_ON, Selector, newest_first, selector_from, selector_options
+from ._signals import Stopped
+from ._tables import events_table, job_rows, render_jobs
+from ._times import DURATION
 
 __all__ = ["cli"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., object])
 
+#: The columns of ``-o csv`` for jobs and events.
+JOB_COLUMNS = ("id", "status", "model", "suffix", "created_at", "updated_at", "model_output_name")
+EVENT_COLUMNS = ("created_at", "level", "type", "message")
+
 
 class _Group(click.Group):
-    """Turns Ctrl-C anywhere (a prompt, a request) into exit status 130 and one line."""
+    """Turns a signal anywhere (a prompt, a request) into its exit status and one line,
+    a closed stdout into exit status 141, and a full one into one error line."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
-            note("Interrupted.")
-            ctx.exit(Exit.INTERRUPTED)
+        except KeyboardInterrupt as interrupt:
+            note("\nInterrupted.")
+            ctx.exit(_signal_exit(interrupt))
         except click.Abort as abort:
             if isinstance(abort.__context__, KeyboardInterrupt):
                 note("\nInterrupted.")
-                ctx.exit(Exit.INTERRUPTED)
+                ctx.exit(_signal_exit(abort.__context__))
             raise
+        except BrokenPipeError:
+            silence_stdout()
+            ctx.exit(Exit.STDOUT_CLOSED)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                raise
+            silence_stdout()
+            note(f"error: cannot write to stdout: {error.strerror}")
+            ctx.exit(Exit.FAILED)
+
+
+def _signal_exit(interrupt: KeyboardInterrupt) -> Exit:
+    if isinstance(interrupt, Stopped):
+        return Exit.for_signal(interrupt.signum)
+    return Exit.INTERRUPTED
 
 
 @click.group(
@@ -55,14 +82,25 @@ class _Group(click.Group):
 @click.option(
     "-v", "--verbose", count=True, help="Log failures and retries (-v) or every request (-vv)."
 )
-def cli(verbose: int) -> None:
+@api_options
+def cli(
+    verbose: int, base_url: str | None, api_key_file: Path | None, allow_insecure_http: bool
+) -> None:
     """Cancel, watch and list Together AI fine-tuning jobs, one or thousands at a time.
 
     The API key comes from TOGETHER_API_KEY or --api-key-file; the API root from
-    --base-url or TOGETHER_BASE_URL. Try `finetune-ops demo` first: it needs neither.
+    --base-url or TOGETHER_BASE_URL. The connection options work before the
+    command name or after it. Try `finetune-ops demo` first: it needs neither.
 
-    Exit status: 0 when every job ended as asked, 1 when some did not (listed on
-    stderr), 2 for a usage or configuration error, 130 when interrupted.
+    \b
+    Exit status:
+      0    every job ended as asked
+      1    some jobs did not (listed on stderr), or the journal or stdout was not writable
+      2    usage or configuration error; nothing was sent
+      3    the API refused the key
+      4    answered no at the prompt; nothing was sent
+      129, 130, 143  stopped by SIGHUP, SIGINT (Ctrl-C), SIGTERM after reporting
+      141  stdout was closed (| head)
     """
     if verbose:
         handler = logging.StreamHandler()
@@ -72,7 +110,20 @@ def cli(verbose: int) -> None:
         logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
 
 
-# -- options shared by the batch commands ----------------------------------------------
+# -- plumbing shared by the commands ------------------------------------------------------
+
+
+def stdin_is_terminal() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _color() -> bool:
+    console = Console()
+    return console.is_terminal and not console.no_color
+
+
+def _print_jobs(jobs: Sequence[FineTuneJob], *, created: bool = False) -> None:
+    click.echo("\n".join(render_jobs(job_rows(jobs, created=created), color=_color())))
 
 
 def _batch_options(command: F) -> F:
@@ -83,12 +134,16 @@ def _batch_options(command: F) -> F:
             metavar="PATH",
             help="Also read ids from PATH ('-' for stdin): one per line, # starts a comment.",
         ),
+        selector_options,
+        click.option(
+            "--dry-run", is_flag=True, help="Print the jobs this would act on; send nothing."
+        ),
         click.option(
             "--timeout",
-            type=click.FloatRange(min=0),
-            metavar="SECONDS",
-            help="Stop waiting this long after the start; jobs not done by then fail "
-            "(default: 600).",
+            type=DURATION,
+            metavar="DURATION",
+            help="Stop waiting this long after the start (600, 90s, 15m, 1h); jobs not done "
+            "by then fail (default: 10m).",
         ),
         click.option(
             "--concurrency",
@@ -98,56 +153,27 @@ def _batch_options(command: F) -> F:
             metavar="N",
             help="Requests in flight at once.",
         ),
-        click.option(
-            "--json", "json_output", is_flag=True, help="Print one JSON line per job result."
-        ),
+        output_options,
         click.option(
             "--journal",
             "journal_path",
             type=click.Path(dir_okay=False, path_type=Path),
             metavar="PATH",
-            help="Append each result to PATH as it completes; a rerun skips jobs done there.",
+            help="Record each accepted cancel and each result in PATH as it happens; "
+            "a rerun with it sends no cancel twice and skips what is done.",
+        ),
+        click.option(
+            "--journal-records",
+            is_flag=True,
+            help="Keep each job's full record in the journal's result lines.",
         ),
         click.option("-q", "--quiet", is_flag=True, help="No progress on stderr."),
+        click.option("-y", "--yes", is_flag=True, help="Do not ask before cancelling a selection."),
+        api_options,
     )
     for option in reversed(options):
         command = option(command)
     return command
-
-
-def _open_journal(path: Path | None) -> Journal | None:
-    return None if path is None else Journal(path)
-
-
-def _stdin_is_terminal() -> bool:
-    return sys.stdin is not None and sys.stdin.isatty()
-
-
-def _call(main: Coroutine[Any, Any, T]) -> T:
-    """Run one request-and-answer command; an API error ends it with one line, status 1."""
-    try:
-        return asyncio.run(main)
-    except InvalidJobIdError as error:
-        raise ConfigError(str(error)) from None
-    except FinetuneOpsError as error:
-        note(f"error: {describe_error(error)}")
-        if isinstance(error, AuthenticationError):
-            note(auth_hint())
-        raise click.exceptions.Exit(Exit.FAILED) from None
-
-
-def _manager(connection: Connection, **options: Any) -> JobManager:
-    return JobManager(
-        api_key=connection.api_key,
-        base_url=connection.base_url,
-        allow_insecure_http=connection.allow_insecure_http,
-        **options,
-    )
-
-
-async def _list_jobs(connection: Connection) -> list[FineTuneJob]:
-    async with _manager(connection) as jobs:
-        return await jobs.list()
 
 
 # -- cancel and wait ---------------------------------------------------------------------
@@ -166,102 +192,125 @@ async def _list_jobs(connection: Connection) -> list[FineTuneJob]:
     show_default=True,
     help="Wait until each job is terminal, or return once the API accepted the cancel.",
 )
-@click.option("-y", "--yes", is_flag=True, help="Do not ask before --all-active.")
-@api_options
+@click.option(
+    "--fail-on",
+    type=FAIL_ON,
+    default="none",
+    show_default=True,
+    metavar="STATUSES",
+    help="Terminal statuses that count as failures (comma-separated, or none).",
+)
 @click.pass_context
-def cancel(
-    ctx: click.Context,
-    ids: tuple[str, ...],
-    from_file: str | None,
-    timeout: float | None,
-    concurrency: int,
-    json_output: bool,
-    journal_path: Path | None,
-    quiet: bool,
-    all_active: bool,
-    wait: bool,
-    yes: bool,
-    base_url: str | None,
-    api_key_file: Path | None,
-    allow_insecure_http: bool,
-) -> None:
-    """Cancel jobs: by id, from a file, or every active one.
+def cancel(ctx: click.Context, /, **options: Any) -> None:
+    """Cancel jobs: by id, from a file, by selection, or every active one.
+
+    Selections (--all-active, --status, --model, --created-before/--created-after,
+    --suffix) choose among the account's jobs that have not ended; with ids too,
+    only among those ids. A selection asks before cancelling unless --yes.
 
     \b
       finetune-ops cancel ft-1234 ft-5678
       finetune-ops cancel --from-file ids.txt --journal cancel.jsonl
-      finetune-ops cancel --all-active --yes --json > results.jsonl
+      finetune-ops cancel --status queued --created-before 2h --dry-run
+      finetune-ops cancel --all-active --yes -o jsonl > results.jsonl
     """
+    ids, from_file = options["ids"], options["from_file"]
+    selector = _selector(options)
+    all_active = options["all_active"]
+    ended = sorted(status for status in selector.statuses if JobStatus(status).is_terminal)
+    if ended:
+        raise ConfigError(
+            f"--status {ended[0]}: cancel selects only jobs that have not ended; "
+            "a job in that status has nothing to cancel"
+        )
     if all_active and (ids or from_file):
         raise ConfigError("--all-active cancels every active job; give no ids with it")
-    if not (ids or from_file or all_active):
-        raise ConfigError("nothing to cancel: give job ids, --from-file PATH, or --all-active")
-    if all_active and not yes and not _stdin_is_terminal():
+    if not (ids or from_file or all_active or selector):
         raise ConfigError(
-            "--all-active asks before cancelling, but stdin is not a terminal; "
+            "nothing to cancel: give job ids, --from-file PATH, a selection such as "
+            "--status, or --all-active"
+        )
+    needs_prompt = (all_active or selector) and not (options["yes"] or options["dry_run"])
+    if needs_prompt and not stdin_is_terminal():
+        raise ConfigError(
+            "a selection asks before cancelling, but stdin is not a terminal; "
             "pass --yes to cancel without asking"
         )
-    connection = Connection.from_options(base_url, api_key_file, allow_insecure_http)
-    journal = _open_journal(journal_path)
-    job_ids = _active_ids(connection, ask=not yes) if all_active else read_ids(ids, from_file)
-    if not job_ids:
-        if not all_active:
-            note("No job ids given: nothing to cancel.")
-        ctx.exit(Exit.OK)
-    plan = Plan(cancel=True, wait=wait, timeout=timeout, concurrency=concurrency)
-    ctx.exit(
-        execute(connection, job_ids, plan, journal=journal, json_output=json_output, quiet=quiet)
+    plan = Plan(
+        cancel=True,
+        wait=options["wait"],
+        timeout=options["timeout"],
+        concurrency=options["concurrency"],
+        fail_on=options["fail_on"],
     )
-
-
-def _active_ids(connection: Connection, *, ask: bool) -> list[str]:
-    """The ids of the account's jobs that have not ended, after asking when ``ask``."""
-    active = [job for job in _call(_list_jobs(connection)) if not job.status.is_terminal]
-    if not active:
-        note("No active jobs: nothing to cancel.")
-        return []
-    counts = Counter(str(job.status) for job in active)
-    shown = ", ".join(f"{status} {count}" for status, count in counts.most_common())
-    note(f"{len(active)} active jobs at {connection.base_url} ({shown}).")
-    if ask and not click.confirm(f"Cancel all {len(active)}?", default=False, err=True):
-        note("Nothing was cancelled.")
-        raise click.exceptions.Exit(Exit.FAILED)
-    return [job.id for job in active]
+    ctx.exit(_batch_command("cancel", plan, options, selector, select_all=all_active))
 
 
 @cli.command()
 @_batch_options
-@api_options
+@click.option(
+    "--fail-on",
+    type=FAIL_ON,
+    default="error,user_error",
+    show_default=True,
+    metavar="STATUSES",
+    help="Terminal statuses that count as failures, for exit status 1 (comma-separated, or none).",
+)
 @click.pass_context
-def wait(
-    ctx: click.Context,
-    ids: tuple[str, ...],
-    from_file: str | None,
-    timeout: float | None,
-    concurrency: int,
-    json_output: bool,
-    journal_path: Path | None,
-    quiet: bool,
-    base_url: str | None,
-    api_key_file: Path | None,
-    allow_insecure_http: bool,
-) -> None:
-    """Wait until jobs end (completed, cancelled, failed); cancel none.
+def wait(ctx: click.Context, /, **options: Any) -> None:
+    """Wait until jobs end (completed, cancelled, error or user_error); cancel none.
+
+    A job that ends in error or user_error counts as failed (exit status 1)
+    unless --fail-on says otherwise.
 
     \b
-      finetune-ops wait ft-1234 --timeout 3600
+      finetune-ops wait ft-1234 --timeout 1h
+      finetune-ops wait --status running --model org/base-model -o jsonl
     """
-    if not (ids or from_file):
-        raise ConfigError("nothing to wait for: give job ids or --from-file PATH")
-    connection = Connection.from_options(base_url, api_key_file, allow_insecure_http)
-    journal = _open_journal(journal_path)
-    plan = Plan(cancel=False, wait=True, timeout=timeout, concurrency=concurrency)
-    job_ids = read_ids(ids, from_file)
-    if not job_ids:
-        note("No job ids given: nothing to wait for.")
-        ctx.exit(Exit.OK)
-    ctx.exit(
-        execute(connection, job_ids, plan, journal=journal, json_output=json_output, quiet=quiet)
+    selector = _selector(options)
+    if not (options["ids"] or options["from_file"] or selector):
+        raise ConfigError("nothing to wait for: give job ids, --from-file PATH or a selection")
+    plan = Plan(
+        cancel=False,
+        wait=True,
+        timeout=options["timeout"],
+        concurrency=options["concurrency"],
+        fail_on=options["fail_on"],
+    )
+    ctx.exit(_batch_command("wait", plan, options, selector, select_all=False))
+
+
+def _selector(options: dict[str, Any]) -> Selector:
+    return selector_from(
+        options["statuses"],
+        options["model"],
+        options["created_before"],
+        options["created_after"],
+        options["suffix"],
+    )
+
+
+def _batch_command(
+    command: str, plan: Plan, options: dict[str, Any], selector: Selector, *, select_all: bool
+) -> Exit:
+    fmt = chosen_format(options["output"], options["json_output"])
+    connection = Connection.from_options(
+        options["base_url"], options["api_key_file"], options["allow_insecure_http"]
+    )
+    return run_batch(
+        command=command,
+        plan=plan,
+        ids=options["ids"],
+        from_file=options["from_file"],
+        selector=selector,
+        select_all=select_all,
+        dry_run=options["dry_run"],
+        fmt=fmt,
+        journal_path=options["journal_path"],
+        journal_records=options["journal_records"],
+        quiet=options["quiet"],
+        yes=options["yes"],
+        connection=connection,
     )
 
 
@@ -270,12 +319,13 @@ def wait(
 
 @cli.command()
 @click.argument("ids", nargs=-1, required=True, metavar="ID...")
-@click.option("--json", "json_output", is_flag=True, help="Print each job's record as JSON.")
+@output_options
 @api_options
 @click.pass_context
 def status(
     ctx: click.Context,
     ids: tuple[str, ...],
+    output: str | None,
     json_output: bool,
     base_url: str | None,
     api_key_file: Path | None,
@@ -286,11 +336,13 @@ def status(
     \b
       finetune-ops status ft-1234 ft-5678
     """
+    fmt = chosen_format(output, json_output)
     connection = Connection.from_options(base_url, api_key_file, allow_insecure_http)
     job_ids = list(dict.fromkeys(ids))
+    check_ids(job_ids)
 
     async def fetch() -> list[FineTuneJob | FinetuneOpsError]:
-        async with _manager(connection) as jobs:
+        async with manager(connection) as jobs:
 
             async def one(job_id: str) -> FineTuneJob | FinetuneOpsError:
                 try:
@@ -302,11 +354,11 @@ def status(
 
     answers = asyncio.run(fetch())
     found = [answer for answer in answers if isinstance(answer, FineTuneJob)]
-    if json_output:
-        for job in found:
-            echo_json(unstructure(job))
-    elif found:
-        stdout_console().print(jobs_table(found))
+    if fmt == "table":
+        if found:
+            _print_jobs(found)
+    else:
+        write_records(fmt, [unstructure(job) for job in found], JOB_COLUMNS)
     failed = [
         (job_id, answer)
         for job_id, answer in zip(job_ids, answers, strict=True)
@@ -316,41 +368,49 @@ def status(
         note(f"failed: {job_id}: {describe_error(error)}")
     if any(isinstance(error, AuthenticationError) for _, error in failed):
         note(auth_hint())
+        ctx.exit(Exit.REFUSED)
     ctx.exit(Exit.FAILED if failed else Exit.OK)
 
 
 @cli.command(name="list")
+@selector_options
 @click.option(
-    "--status",
-    "statuses",
-    multiple=True,
-    metavar="STATUS",
-    help="Only jobs in this status (repeatable), e.g. --status running --status queued.",
+    "--limit",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Only the N most recently created jobs (after the other filters).",
 )
-@click.option("--json", "json_output", is_flag=True, help="Print each job's record as JSON.")
+@output_options
 @api_options
 def list_jobs(
     statuses: tuple[str, ...],
+    model: str | None,
+    created_before: datetime | None,
+    created_after: datetime | None,
+    suffix: str | None,
+    limit: int | None,
+    output: str | None,
     json_output: bool,
     base_url: str | None,
     api_key_file: Path | None,
     allow_insecure_http: bool,
 ) -> None:
-    """List the account's jobs, optionally only those in some statuses.
+    """List the account's jobs, newest first, optionally only some of them.
 
     \b
       finetune-ops list --status running --status queued
+      finetune-ops list --created-after 1d --limit 20 -o csv
     """
+    fmt = chosen_format(output, json_output)
     connection = Connection.from_options(base_url, api_key_file, allow_insecure_http)
-    wanted = {status.strip().lower() for status in statuses}
-    jobs = [
-        job for job in _call(_list_jobs(connection)) if not wanted or job.status.lower() in wanted
-    ]
-    if json_output:
-        for job in jobs:
-            echo_json(unstructure(job))
+    selector = selector_from(statuses, model, created_before, created_after, suffix)
+    jobs = newest_first(selector.select(call(fetch_jobs(connection))))
+    if limit is not None:
+        jobs = jobs[:limit]
+    if fmt == "table":
+        _print_jobs(jobs, created=True)
     else:
-        stdout_console().print(jobs_table(jobs, created=True))
+        write_records(fmt, [unstructure(job) for job in jobs], JOB_COLUMNS)
     counts = Counter(str(job.status) for job in jobs)
     shown = ", ".join(f"{name} {count}" for name, count in counts.most_common())
     note(f"{len(jobs)} jobs" + (f" ({shown})" if shown else ""))
@@ -358,10 +418,11 @@ def list_jobs(
 
 @cli.command()
 @click.argument("job_id", metavar="ID")
-@click.option("--json", "json_output", is_flag=True, help="Print each event as JSON.")
+@output_options
 @api_options
 def events(
     job_id: str,
+    output: str | None,
     json_output: bool,
     base_url: str | None,
     api_key_file: Path | None,
@@ -372,18 +433,19 @@ def events(
     \b
       finetune-ops events ft-1234
     """
+    fmt = chosen_format(output, json_output)
     connection = Connection.from_options(base_url, api_key_file, allow_insecure_http)
+    check_ids([job_id])
 
     async def fetch() -> tuple[FineTuneEvent, ...]:
-        async with _manager(connection) as jobs:
+        async with manager(connection) as jobs:
             return await jobs.events(job_id)
 
-    found = _call(fetch())
-    if json_output:
-        for event in found:
-            echo_json(unstructure(event))
-    else:
+    found = call(fetch())
+    if fmt == "table":
         stdout_console().print(events_table(found))
+    else:
+        write_records(fmt, [unstructure(event) for event in found], EVENT_COLUMNS)
 
 
 # -- the simulator ---------------------------------------------------------------------

@@ -1,59 +1,64 @@
-"""Running a batch for the command line: each result is journaled, printed and counted as it
-completes, and a Ctrl-C stops the batch without losing what had finished.
+"""Running a batch for the command line: each fact is journaled, printed and counted as it
+happens, and a signal or a closed stdout stops the batch without losing what had happened.
 
-Results are taken from the manager's ``JobFinished`` events rather than from the
-returned report: an event is delivered the moment a job has its result, also
-for jobs whose result is still queued when the batch is interrupted.
+Facts are taken from the manager's events rather than from the returned
+report: ``CancelAccepted`` arrives the moment the API accepts a cancel, and
+``JobFinished`` the moment a job has its result, also for jobs whose result is
+still queued when the batch is interrupted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import attrs
 from rich.console import Console
 
-from finetune_ops._events import Event, JobFinished, StatusChanged
+from finetune_ops._converter import unstructure
+from finetune_ops._errors import AuthenticationError
+from finetune_ops._events import CancelAccepted, Event, JobFinished, StatusChanged
 from finetune_ops._manager import JobManager
 from finetune_ops._policies import DEFAULT_POLL, DEFAULT_RETRY, PollPolicy, RetryPolicy
 from finetune_ops._results import CancelResult
 from finetune_ops._retry import RetryEvent
 
+from . import _signals
 from ._config import Connection
 from ._exit import Exit
-from ._journal import Journal
+from ._formats import RecordWriter
+from ._journal import Journal, JournalError
 from ._output import (
     MAX_LISTED,
     describe_error,
-    echo_json,
     note,
     report_failures,
     result_record,
+    silence_stdout,
     stdout_console,
 )
 from ._progress import Display, LiveBar, PlainLines, Silent, Tracker, showing
-from ._tables import batch_summary
+from ._summary import Summary, is_failure
 
 __all__ = [
     "CLI_POLL",
+    "RESULT_COLUMNS",
     "Plan",
     "Sink",
+    "Work",
     "choose_display",
     "drive",
     "execute",
-    "report",
-    "run_until_interrupted",
 ]
 
 #: Polling for the command line: the library's, but never more than 10 s between looks.
 CLI_POLL = attrs.evolve(DEFAULT_POLL, max_interval=10.0)
+
+#: The columns of ``-o csv`` for batch results.
+RESULT_COLUMNS = ("job_id", "ok", "status", "cancel_sent", "attempts", "elapsed", "error")
 
 
 @attrs.frozen(kw_only=True)
@@ -66,6 +71,8 @@ class Plan:
     concurrency: int = 32
     poll: PollPolicy = CLI_POLL
     retry: RetryPolicy = DEFAULT_RETRY
+    #: Terminal statuses that count as failures (``wait --fail-on``).
+    fail_on: frozenset[str] = frozenset()
 
     @property
     def title(self) -> str:
@@ -79,26 +86,50 @@ class Plan:
         return "to send" if self.cancel else "to check"
 
 
+@attrs.frozen(kw_only=True)
+class Work:
+    """A batch's ids by what is left to do: send a cancel (then maybe wait), or only wait."""
+
+    send: Sequence[str] = ()
+    wait: Sequence[str] = ()
+    #: Ids whose cancel an earlier run saw accepted: their results say cancel_sent.
+    accepted_before: frozenset[str] = frozenset()
+
+    def __len__(self) -> int:
+        return len(self.send) + len(self.wait)
+
+
 class Sink:
-    """Hears a batch's events: journals, prints and counts each result as it completes.
+    """Hears a batch's events: journals, prints and counts each fact as it happens.
 
     It never raises into the manager: the first error it meets (a full disk, a
     closed stdout) is kept in ``error`` and ``stop`` is called to end the batch.
     """
 
-    def __init__(self, tracker: Tracker, *, journal: Journal | None, json_output: bool) -> None:
+    def __init__(
+        self,
+        tracker: Tracker,
+        *,
+        journal: Journal | None,
+        writer: RecordWriter | None,
+        accepted_before: frozenset[str] = frozenset(),
+    ) -> None:
         self.tracker = tracker
         self.results: list[CancelResult] = []
         self.error: Exception | None = None
         self.stop: Callable[[], object] | None = None
         self._journal = journal
-        self._json = json_output
+        self._writer = writer
+        self._accepted_before = accepted_before
 
     def __call__(self, event: Event) -> None:
         if self.error is not None:
             return
         try:
-            if isinstance(event, JobFinished):
+            if isinstance(event, CancelAccepted):
+                if self._journal is not None:
+                    self._journal.accepted(event.job_id)
+            elif isinstance(event, JobFinished):
                 self._finished(event.result)
             elif isinstance(event, StatusChanged):
                 self.tracker.seen(event.job_id, str(event.status))
@@ -110,13 +141,17 @@ class Sink:
                 self.stop()
 
     def _finished(self, result: CancelResult) -> None:
-        record = result_record(result)
-        if self._journal is not None:
-            self._journal.append(record)
+        if result.job_id in self._accepted_before:
+            result = attrs.evolve(result, cancel_sent=True)
         self.results.append(result)
         self.tracker.finished(result)
-        if self._json:
-            echo_json(record)
+        if self._journal is not None:
+            job = None
+            if self._journal.records and result.job is not None:
+                job = unstructure(result.job)
+            self._journal.result(result, job)
+        if self._writer is not None:
+            self._writer.write(result_record(result))
 
 
 def choose_display(tracker: Tracker, title: str, *, quiet: bool, json_output: bool) -> Display:
@@ -132,15 +167,16 @@ def choose_display(tracker: Tracker, title: str, *, quiet: bool, json_output: bo
 
 async def drive(
     connection: Connection,
-    ids: Sequence[str],
+    work: Work,
     plan: Plan,
     sink: Sink,
     display: Display,
 ) -> None:
-    """Run the batch; results reach ``sink`` as they complete.
+    """Run the batch; facts reach ``sink`` as they happen.
 
-    Raises the sink's error if it had one, and CancelledError if this task is
-    cancelled (the batch stops and every request in flight is abandoned).
+    Cancels go out for ``work.send``; ``work.wait`` is only watched, in the same
+    manager. Raises the sink's error if it had one, and CancelledError if this
+    task is cancelled (the batch stops and every request in flight is abandoned).
     """
     async with (
         showing(display),
@@ -154,11 +190,17 @@ async def drive(
             on_event=sink,
         ) as jobs,
     ):
-        if plan.cancel:
-            work = jobs.cancel_many(ids, wait=plan.wait, timeout=plan.timeout)
-        else:
-            work = jobs.wait_many(ids, timeout=plan.timeout)
-        batch = asyncio.create_task(work, name="finetune-ops batch")
+
+        async def both() -> None:
+            async with asyncio.TaskGroup() as group:
+                if work.send:
+                    group.create_task(
+                        jobs.cancel_many(work.send, wait=plan.wait, timeout=plan.timeout)
+                    )
+                if work.wait:
+                    group.create_task(jobs.wait_many(work.wait, timeout=plan.timeout))
+
+        batch = asyncio.create_task(both(), name="finetune-ops batch")
         sink.stop = batch.cancel
         try:
             await batch
@@ -170,114 +212,119 @@ async def drive(
         raise sink.error
 
 
-def run_until_interrupted(main: Coroutine[Any, Any, None]) -> bool:
-    """``asyncio.run(main)``; return whether Ctrl-C stopped it.
-
-    On Ctrl-C, asyncio cancels ``main``, which lets the batch wind down and
-    close its connections; the KeyboardInterrupt asyncio raises afterwards is
-    turned into the return value here.
-    """
-    try:
-        asyncio.run(main)
-    except KeyboardInterrupt:
-        return True
-    return False
-
-
 def execute(
     connection: Connection,
-    ids: Sequence[str],
+    work: Work,
     plan: Plan,
     *,
+    summary: Summary,
     journal: Journal | None,
-    json_output: bool,
+    writer: RecordWriter | None,
     quiet: bool,
 ) -> Exit:
-    """Run a batch command end to end: skip what the journal has, run, report, pick the exit."""
-    todo = list(ids)
-    skipped = 0
-    if journal is not None:
-        if journal.unreadable:
-            lines = ", ".join(map(str, journal.unreadable[:10]))
-            note(f"warning: journal {str(journal.path)!r}: ignored unreadable lines {lines}")
-        done = journal.done(wait=plan.wait)
-        todo = [job_id for job_id in ids if job_id not in done]
-        skipped = len(ids) - len(todo)
-        if skipped:
-            note(f"journal: {skipped} of {len(ids)} jobs already done; skipping them")
-    tracker = Tracker(len(todo), unseen=plan.unseen)
-    sink = Sink(tracker, journal=journal, json_output=json_output)
-    interrupted, error = False, None
+    """Run a batch command end to end: run, close the journal, report, pick the exit status."""
+    tracker = Tracker(len(work), unseen=plan.unseen)
+    sink = Sink(tracker, journal=journal, writer=writer, accepted_before=work.accepted_before)
+    signum: int | None = None
     start = time.monotonic()
-    if todo:
-        display = choose_display(tracker, plan.title, quiet=quiet, json_output=json_output)
-        with journal if journal is not None else contextlib.nullcontext():
+    try:
+        if work:
+            json_output = writer is not None
+            display = choose_display(tracker, plan.title, quiet=quiet, json_output=json_output)
             try:
-                interrupted = run_until_interrupted(drive(connection, todo, plan, sink, display))
+                signum = _signals.run(drive(connection, work, plan, sink, display))
             except Exception as raised:
-                if raised is not sink.error or _is_broken_pipe(raised):
+                if raised is not sink.error:
                     raise
-                error = raised
-    elapsed = time.monotonic() - start
-    finished = {result.job_id for result in sink.results}
+    finally:
+        if journal is not None:
+            try:
+                journal.close()
+            except JournalError as error:
+                sink.error = sink.error or error
+    for result in sink.results:
+        summary.add(result)
     return report(
+        summary,
+        plan,
         sink.results,
-        total=len(ids),
-        skipped=skipped,
         retries=sum(tracker.retries.values()),
-        elapsed=elapsed,
-        json_output=json_output,
-        unfinished=[job_id for job_id in todo if job_id not in finished],
-        interrupted=interrupted,
-        error=error,
+        elapsed=time.monotonic() - start,
+        writer=writer,
+        unfinished=_unfinished(work, sink.results),
+        signum=signum,
+        error=sink.error,
         resumable=journal is not None,
     )
 
 
-def _is_broken_pipe(error: BaseException) -> bool:
-    # click turns a broken stdout pipe into a quiet exit; let it.
-    return isinstance(error, OSError) and error.errno == errno.EPIPE
+def _unfinished(work: Work, results: Sequence[CancelResult]) -> list[str]:
+    finished = {result.job_id for result in results}
+    return [job_id for ids in (work.send, work.wait) for job_id in ids if job_id not in finished]
+
+
+def _is_broken_pipe(error: BaseException | None) -> bool:
+    return isinstance(error, OSError) and error.errno in (errno.EPIPE, errno.ECONNRESET)
 
 
 def report(
+    summary: Summary,
+    plan: Plan,
     results: Sequence[CancelResult],
     *,
-    total: int,
-    skipped: int,
     retries: int,
     elapsed: float,
-    json_output: bool,
-    unfinished: Sequence[str] = (),
-    interrupted: bool = False,
-    error: BaseException | None = None,
-    resumable: bool = False,
+    writer: RecordWriter | None,
+    unfinished: Sequence[str],
+    signum: int | None,
+    error: BaseException | None,
+    resumable: bool,
 ) -> Exit:
-    """Summarize a batch (a table on stdout, or one line on stderr with ``--json``).
+    """Summarize a batch and return its exit status.
 
-    Failures, and jobs left without a result, are listed on stderr. Returns the exit status.
+    The summary is a table on stdout, or one line on stderr when stdout holds
+    machine output or is gone. Failures, and jobs left without a result, are
+    listed on stderr.
     """
-    failed = [result for result in results if not result.ok]
     timing = f"{elapsed:.1f}s, {retries} requests retried"
-    if json_output:
-        outcomes = Counter(str(result.status) if result.ok else "failed" for result in results)
-        shown = ", ".join(f"{name} {count}" for name, count in sorted(outcomes.items()))
-        extra = f", {skipped} done before" if skipped else ""
-        note(f"{len(results)} of {total} jobs: {shown or 'none'}{extra} ({timing})")
+    stdout_broken = isinstance(error, OSError)  # the journal's failures are JournalError
+    if stdout_broken:
+        silence_stdout()  # the results could not be written: neither can the summary
     else:
-        console = stdout_console()
-        console.print(batch_summary(results, total=total, skipped=skipped))
-        console.print(f"{len(results)} of {total} jobs finished here ({timing}).", highlight=False)
-    report_failures(failed, total)
-    if interrupted:
+        try:
+            if writer is not None:
+                writer.close()
+            else:
+                console = stdout_console()
+                console.print(summary.table())
+                console.print(f"{summary.line()} ({timing}).", highlight=False)
+        except OSError as failure:  # a closed pipe, a full disk
+            silence_stdout()
+            stdout_broken, error = True, error or failure
+    if writer is not None or stdout_broken:
+        note(f"{summary.line()} ({timing})")
+    stdout_closed = _is_broken_pipe(error)
+    failed = [result for result in results if is_failure(result, plan.fail_on)]
+    report_failures(failed, summary.total, fail_on=plan.fail_on)
+    if signum is not None or stdout_closed:
         for job_id in unfinished[:MAX_LISTED]:
             note(f"no result: {job_id}")
         if len(unfinished) > MAX_LISTED:
             note(f"... and {len(unfinished) - MAX_LISTED} more")
-        note(f"Interrupted: {len(unfinished)} of {total} jobs have no result.")
-        if resumable:
+        why = "stdout was closed" if signum is None else "Interrupted"
+        note(f"{why}: {len(unfinished)} of {summary.total} jobs have no result.")
+        if resumable and unfinished:
             note("Run the same command with the same --journal to go on where this one stopped.")
-        return Exit.INTERRUPTED
+        return Exit.STDOUT_CLOSED if signum is None else Exit.for_signal(signum)
     if error is not None:
-        note(f"error: stopped early: {describe_error(error)}")
+        if isinstance(error, OSError):
+            shown = f"cannot write to stdout: {error.strerror or error}"
+        else:
+            shown = str(error) if isinstance(error, JournalError) else describe_error(error)
+        note(f"error: stopped early: {shown}")
+        if unfinished:
+            note(f"{len(unfinished)} of {summary.total} jobs have no result.")
         return Exit.FAILED
-    return Exit.FAILED if failed else Exit.OK
+    if any(isinstance(result.error, AuthenticationError) for result in failed):
+        return Exit.REFUSED
+    return Exit.FAILED if failed or summary.skipped_failed else Exit.OK

@@ -21,7 +21,8 @@ from finetune_ops._policies import PollPolicy
 from finetune_ops._results import CancelResult
 from finetune_ops.testing import FaultPlan, Lifecycle, Simulator
 
-from ._batch import Plan, Sink, choose_display, drive, run_until_interrupted
+from . import _signals
+from ._batch import Plan, Sink, Work, choose_display, drive
 from ._config import Connection
 from ._exit import Exit
 from ._output import note, report_failures, stdout_console
@@ -67,23 +68,23 @@ def run_demo(*, jobs: int, fault_rate: float, seed: int, cancel_delay: float, qu
     _introduce(out, jobs, fault_rate)
     plan = Plan(cancel=True, wait=True, poll=DEMO_POLL)
     tracker = Tracker(len(ids), unseen=plan.unseen)
-    sink = Sink(tracker, journal=None, json_output=False)
+    sink = Sink(tracker, journal=None, writer=None)
     display = choose_display(tracker, "Cancelling", quiet=quiet, json_output=False)
 
     async def main() -> None:
         async with sim.serve() as base_url:
-            await drive(Connection(base_url), ids, plan, sink, display)
+            await drive(Connection(base_url), Work(send=ids), plan, sink, display)
 
     start = time.monotonic()
-    interrupted = run_until_interrupted(main())
+    signum = _signals.run(main())
     elapsed = time.monotonic() - start
     out.print()
     out.print(_summary(sim, sink.results, tracker, jobs=jobs, elapsed=elapsed))
     failed = [result for result in sink.results if not result.ok]
     report_failures(failed, jobs)
-    if interrupted:
+    if signum is not None:
         note(f"Interrupted: {jobs - len(sink.results)} of {jobs} jobs have no result.")
-        return Exit.INTERRUPTED
+        return Exit.for_signal(signum)
     if failed:
         return Exit.FAILED
     out.print(

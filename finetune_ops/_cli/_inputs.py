@@ -1,13 +1,17 @@
-"""Which jobs a batch command works on: ids from arguments and from a file or stdin."""
+"""Which jobs a command works on: ids from arguments and from a file or stdin, all checked."""
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Iterable, Sequence
 
+from finetune_ops._errors import InvalidJobIdError
+from finetune_ops._ids import check_job_id
+
 from ._exit import ConfigError
 
-__all__ = ["parse_id_lines", "read_ids"]
+__all__ = ["check_ids", "parse_id_lines", "read_ids"]
 
 
 def parse_id_lines(lines: Iterable[str]) -> list[str]:
@@ -33,12 +37,33 @@ def read_ids(arguments: Sequence[str], from_file: str | None) -> list[str]:
     if from_file == "-":
         if sys.stdin is None:
             raise ConfigError("--from-file -: there is no standard input to read ids from")
-        ids += parse_id_lines(sys.stdin)
+        stdin = getattr(sys.stdin, "buffer", None)
+        if stdin is None:
+            ids += parse_id_lines(sys.stdin)
+        else:
+            try:
+                ids += parse_id_lines(io.TextIOWrapper(stdin, encoding="utf-8-sig"))
+            except UnicodeDecodeError as error:
+                raise ConfigError(f"cannot read job ids from stdin: {error}") from None
     elif from_file is not None:
         try:
-            with open(from_file, encoding="utf-8") as file:
+            # utf-8-sig drops the byte-order mark some editors write; newline=None reads CRLF.
+            with open(from_file, encoding="utf-8-sig") as file:
                 ids += parse_id_lines(file)
         except (OSError, UnicodeDecodeError) as error:
             reason = error.strerror if isinstance(error, OSError) and error.strerror else error
             raise ConfigError(f"cannot read job ids from {from_file!r}: {reason}") from None
     return list(dict.fromkeys(ids))
+
+
+def check_ids(ids: Sequence[str]) -> None:
+    """Every id must be well formed before anything is sent: exit 2 naming the bad ones."""
+    bad: list[str] = []
+    for job_id in ids:
+        try:
+            check_job_id(job_id)
+        except InvalidJobIdError as error:
+            bad.append(error.message)
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ConfigError(f"{bad[0]}{more}; nothing was sent")

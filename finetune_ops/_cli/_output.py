@@ -6,8 +6,11 @@ goes to stderr, so that ``--json`` output can be piped as it is.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+import contextlib
+import io
+import os
+import sys
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import click
@@ -21,12 +24,11 @@ __all__ = [
     "MAX_LISTED",
     "auth_hint",
     "describe_error",
-    "echo_json",
     "error_record",
-    "json_line",
     "note",
     "report_failures",
     "result_record",
+    "silence_stdout",
     "stdout_console",
 ]
 
@@ -71,16 +73,6 @@ def stdout_console() -> Console:
 _PIPE_WIDTH = 160
 
 
-def json_line(value: object) -> str:
-    """Compact one-line JSON."""
-    return json.dumps(value, separators=(",", ":"))
-
-
-def echo_json(value: object) -> None:
-    """Write one JSON line to stdout and flush it, so that a reader sees it at once."""
-    click.echo(json_line(value))
-
-
 def note(message: str) -> None:
     """A line for people on stderr."""
     click.echo(message, err=True)
@@ -92,13 +84,20 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}"
 
 
-def report_failures(failed: Sequence[CancelResult], total: int) -> None:
-    """List failed jobs on stderr (the first MAX_LISTED of them), then count them."""
+def report_failures(
+    failed: Sequence[CancelResult], total: int, *, fail_on: Collection[str] = ()
+) -> None:
+    """List failed jobs on stderr (the first MAX_LISTED of them), then count them.
+
+    A job that ended in one of the ``fail_on`` statuses is listed with that status.
+    """
     if not failed:
         return
     for result in failed[:MAX_LISTED]:
-        assert result.error is not None
-        note(f"failed: {result.job_id}: {describe_error(result.error)}")
+        if result.error is None:
+            note(f"failed: {result.job_id}: ended {result.status} (--fail-on)")
+        else:
+            note(f"failed: {result.job_id}: {describe_error(result.error)}")
     if len(failed) > MAX_LISTED:
         note(f"... and {len(failed) - MAX_LISTED} more (--json or --journal lists every result)")
     note(f"{len(failed)} of {total} jobs failed.")
@@ -109,3 +108,14 @@ def report_failures(failed: Sequence[CancelResult], total: int) -> None:
 def auth_hint() -> str:
     """What to do when the API refuses the key."""
     return "hint: the API refused the key; set TOGETHER_API_KEY or pass --api-key-file PATH"
+
+
+def silence_stdout() -> None:
+    """After the reader of stdout went away: send the rest of stdout to /dev/null.
+
+    Otherwise every later write, and Python's own flush at exit, fails again.
+    """
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
