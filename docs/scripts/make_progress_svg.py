@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from finetune_ops._cli._batch import Plan, Sink, drive
+from finetune_ops._cli._batch import Plan, Sink, Work, drive
 from finetune_ops._cli._config import Connection
 from finetune_ops._cli._demo import DEMO_POLL
 from finetune_ops._cli._demo import _introduce as introduce
@@ -71,9 +71,9 @@ async def record(jobs: int = 500, fault_rate: float = 0.05, seed: int = 7) -> st
     tracker = Tracker(len(ids), unseen=plan.unseen)
     live = _console(io.StringIO())
     display = BusiestFrame(tracker, live)
-    sink = Sink(tracker, journal=None, json_output=False)
+    sink = Sink(tracker, journal=None, writer=None)
     async with sim.serve() as base_url:
-        await drive(Connection(base_url), ids, plan, sink, display)
+        await drive(Connection(base_url), Work(send=ids), plan, sink, display)
     shown = _console(io.StringIO())
     shown.print("[bold green]$[/] finetune-ops demo")
     introduce(shown, jobs, fault_rate)
