@@ -15,7 +15,8 @@ The model is botocore's adaptive retry mode, made smoother and harder to fool:
   A 429 to a request sent before that cut does not cut again.
 - **Probing up.** Every half second without a cut, the rate closes half the gap
   to where the last cut happened (at least 5 % a step), and past it grows by
-  10 % a step: fast while far below, careful near the old limit. It never
+  10 % a step, then 20 %, up to 50 %: fast while far below, careful near the
+  old limit, bolder as the old limit proves stale. It never
   exceeds twice the rate actually sent, nor the ceiling
   (``max_requests_per_second``).
 - **Headers first.** When answers carry ``x-ratelimit-remaining`` and
@@ -109,9 +110,10 @@ class RateGate:
         self._ceiling = None if ceiling is None else float(ceiling)
         self._clock = clock
         self._sleep = sleep
-        now = clock()
+        now = self._started = clock()
         self._rate: float | None = None  # the adaptive rate; None until throttled
         self._peak = 0.0  # the rate at which the last cut happened
+        self._beyond = 0  # probing steps taken past it
         self._epoch = 0  # cuts so far
         self._score = 0.0  # how clustered recent 429s are
         self._stepped_at = now  # when the rate last moved
@@ -273,6 +275,7 @@ class RateGate:
         self._rate = max(_MIN_RATE, _CUT * base)
         self._epoch += 1
         self._score = 0.0
+        self._beyond = 0
         self._stepped_at = now
         self._change("the account is throttling (429s cluster)")
 
@@ -288,7 +291,9 @@ class RateGate:
             if rate < self._peak:
                 rate += max((self._peak - rate) / 2, 0.05 * rate)
             else:
-                rate *= 1.1
+                # Past the old limit, each step a little bolder: the limit may have risen.
+                self._beyond += 1
+                rate *= 1.0 + 0.1 * min(self._beyond, 5)
         demand = 2 * self._sent_rate(now)
         rate = min(rate, max(demand, self._rate, _MIN_RATE))  # no credit for unused rate
         if self._ceiling is not None:
@@ -306,9 +311,11 @@ class RateGate:
         return rate
 
     def _sent_rate(self, now: float) -> float:
+        """Requests per second sent over the last second (or since the first, if sooner)."""
         while self._sent and self._sent[0] <= now - 1.0:
             self._sent.popleft()
-        return float(len(self._sent))
+        span = min(1.0, now - self._started)
+        return len(self._sent) / span if span > 0.01 else float(len(self._sent))
 
     def _change(self, reason: str, *, level: int = logging.INFO) -> None:
         self.reason = reason

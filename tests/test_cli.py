@@ -26,7 +26,7 @@ from finetune_ops import JobManager
 from finetune_ops._cli import INSTALL_HINT
 from finetune_ops._cli._app import cli
 from finetune_ops._cli._inputs import parse_id_lines
-from finetune_ops.testing import FaultKind, Lifecycle, ManualClock, Simulator
+from finetune_ops.testing import FaultKind, Lifecycle, ManualClock, RateLimit, Simulator
 
 RESULT_KEYS = {"job_id", "ok", "status", "cancel_sent", "attempts", "elapsed", "error", "job"}
 RESULT_FACT_KEYS = {"id", "event", "ok", "status", "cancel_sent", "error"}
@@ -137,6 +137,18 @@ async def test_cancel_human_summary(sim: Simulator) -> None:
     assert "total" in result.stdout
     assert "3/3 done" in result.stderr
     assert "{" not in result.stdout
+
+
+async def test_progress_says_when_requests_are_paced() -> None:
+    """While the API throttles, the progress line shows the pace the manager keeps, and why."""
+    sim = Simulator(rate_limit=RateLimit(requests=20, per=0.2))
+    ids = sim.add_jobs(200)
+    async with sim.serve() as url:
+        result = await invoke(
+            "cancel", "--no-wait", "--from-file", "-", base_url=url, input="\n".join(ids)
+        )
+    assert result.exit_code == 0, result.stderr
+    assert "paced at" in result.stderr
 
 
 async def test_some_jobs_fail_exit_1(sim: Simulator) -> None:

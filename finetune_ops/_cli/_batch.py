@@ -21,6 +21,7 @@ from rich.console import Console
 from finetune_ops._converter import unstructure
 from finetune_ops._errors import AuthenticationError
 from finetune_ops._events import CancelAccepted, Event, JobFinished, StatusChanged
+from finetune_ops._gate import RateChanged
 from finetune_ops._manager import JobManager
 from finetune_ops._policies import DEFAULT_POLL, DEFAULT_RETRY, PollPolicy, RetryPolicy
 from finetune_ops._results import CancelResult
@@ -135,6 +136,8 @@ class Sink:
                 self.tracker.seen(event.job_id, str(event.status))
             elif isinstance(event, RetryEvent):
                 self.tracker.retried(event.cause)
+            elif isinstance(event, RateChanged):
+                self.tracker.paced(event.rate, event.reason)
         except Exception as error:
             self.error = error
             if self.stop is not None:

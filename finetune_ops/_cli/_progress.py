@@ -49,6 +49,8 @@ class Tracker:
         self._finished: set[str] = set()
         #: Retried requests, by the class name of the error that caused the retry.
         self.retries: Counter[str] = Counter()
+        #: While the API throttles: the pace and why ("paced at 70/s: ..."), else None.
+        self.throttle: str | None = None
         #: Bumped on every change, so a display can tell whether anything moved.
         self.version = 0
 
@@ -71,6 +73,11 @@ class Tracker:
 
     def retried(self, cause: BaseException) -> None:
         self.retries[type(cause).__name__] += 1
+        self.version += 1
+
+    def paced(self, rate: float | None, reason: str) -> None:
+        """The manager's rate gate changed: say so while it holds requests back."""
+        self.throttle = None if rate is None else f"paced at {rate:.0f}/s: {reason}"
         self.version += 1
 
     def parts(self) -> list[tuple[str, int, str]]:
@@ -137,6 +144,8 @@ class _StatesColumn(ProgressColumn):
             if index:
                 text.append(" · ", style="dim")
             text.append(f"{label} {count}", style=style)
+        if self._tracker.throttle:
+            text.append(f"  ({self._tracker.throttle})", style="yellow")
         return text
 
 
@@ -197,9 +206,10 @@ class PlainLines:
     def _line(self) -> None:
         tracker = self._tracker
         seconds = time.monotonic() - self._start
+        throttle = f"; {tracker.throttle}" if tracker.throttle else ""
         self._console.print(
             f"{self._title}: {tracker.done}/{tracker.total} done "
-            f"({tracker.summary() or 'nothing yet'}) [{seconds:.1f}s]",
+            f"({tracker.summary() or 'nothing yet'}){throttle} [{seconds:.1f}s]",
             markup=False,
             highlight=False,
             soft_wrap=True,
