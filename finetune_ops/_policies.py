@@ -56,13 +56,16 @@ def _sorted_set(values: frozenset[int]) -> str:
 class RetryPolicy:
     """How one HTTP request is retried.
 
-    - ``attempts``: tries in all, the first included (1 disables retrying).
-    - ``deadline``: seconds from the first try after which no new try starts.
+    - ``attempts``: tries in all, the first included (1 disables retrying). A
+      429 that said how long to wait does not count: only the deadline bounds those.
+    - ``deadline``: seconds from before the first try after which no new try starts.
     - ``wait_initial``, ``wait_max``, ``wait_exp_base``: exponential backoff between
       tries, ``wait_initial * wait_exp_base ** n`` capped at ``wait_max``.
     - ``wait_jitter``: up to this many random seconds added to each backoff wait.
     - ``retry_statuses``: HTTP statuses retried. Connection errors, timeouts and
-      unreadable bodies are always retried; ``asyncio.CancelledError`` never.
+      bodies cut short or unreadable are always retried; a body over its cap and
+      JSON of the wrong shape never (a retry would fetch them again), nor
+      ``asyncio.CancelledError``.
 
     A server's hint (``Retry-After``, ``retry-after-ms``, ``x-ratelimit-reset``)
     replaces the backoff wait. A hint longer than the deadline leaves raises
@@ -97,7 +100,8 @@ class PollPolicy:
     The first look comes ``interval`` seconds after the start, each later one
     ``growth`` times further apart, at most ``max_interval``, each varied by up
     to ``jitter`` (a fraction) so that many waiters do not move in lockstep.
-    ``timeout`` bounds the whole wait; ``math.inf`` waits for ever.
+    ``timeout`` is a waiting call's deadline when it gives none (it bounds the
+    whole call, cancels included); ``math.inf`` waits for ever.
     ``batch_threshold``: with more jobs than this waiting, one list request per
     tick serves them all instead of one request per job.
     """
