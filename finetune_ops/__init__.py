@@ -49,6 +49,7 @@ from ._records import (
 )
 from ._results import CancelReport, CancelResult
 from ._retry import RetryEvent
+from ._state import BatchState, JobProgress
 
 _logging.getLogger("finetune_ops").addHandler(_logging.NullHandler())
 
@@ -67,6 +68,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchState",
     "CancelAccepted",
     "CancelReport",
     "CancelResult",
@@ -80,6 +82,7 @@ __all__ = [
     "InvalidResponseError",
     "JobFinished",
     "JobManager",
+    "JobProgress",
     "JobStatus",
     "LRScheduler",
     "LRSchedulerArgs",

@@ -35,6 +35,7 @@ from ._policies import PollPolicy
 from ._poller import Poller
 from ._records import FineTuneJob, JobStatus
 from ._results import CancelResult
+from ._state import BatchState
 
 __all__ = ["Batch"]
 
@@ -58,6 +59,7 @@ class Batch:
         wait: bool,
         timeout: float | None,
         emit: Emit,
+        state: BatchState | None = None,
     ) -> None:
         if not (cancel or wait):
             raise ValueError("a batch must cancel, wait, or both")
@@ -70,23 +72,32 @@ class Batch:
         self._supervisor: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None  # what ended the supervisor early
         self._closing = False
+        self._state = state
         self._valid, self._invalid, self.order = _sort_ids(job_ids)
 
     async def run(self) -> AsyncGenerator[CancelResult, None]:
         """Yield one result per unique id, invalid ids first, then in completion order."""
         started = asyncio.get_running_loop().time()
-        for result in self._invalid:
+        state = self._state
+        done_before = [] if state is None else [state.result(job_id) for job_id in state.finished]
+        for result in [*self._invalid, *filter(None, done_before)]:
+            if state is not None:
+                state.record_result(result)
             await self._emit(JobFinished(result=result))
             yield result
-        if not self._valid:
+        pending = [job_id for job_id in self._valid if state is None or job_id in state.pending]
+        if not pending:
             return
         ledger = Ledger(
-            self._valid,
+            pending,
             cancelling=self._cancel,
             deadline=None if self._timeout is None else started + self._timeout,
             started=started,
             emit=self._emit,
+            state=state,
         )
+        if state is not None:
+            _resume(ledger, state)
         self._supervisor = asyncio.create_task(self._supervise(ledger), name="finetune_ops batch")
         try:
             while (item := await ledger.results.get()) is not None:
@@ -143,17 +154,22 @@ class Batch:
             async with asyncio.TaskGroup() as group:
                 if poller is not None:
                     group.create_task(poller.run())
-                if self._cancel:
-                    group.create_task(self._cancel_all(ledger, poller))
+                # A cancel the API accepted before (a resumed batch) is not sent again.
+                to_send = [e for e in ledger.entries.values() if self._cancel and not e.accepted]
+                for entry in ledger.entries.values():
+                    if entry.accepted or not self._cancel:
+                        await self._follow(entry, ledger, poller)
+                if to_send:
+                    group.create_task(self._cancel_all(to_send, ledger, poller))
                 elif poller is not None:
-                    for entry in ledger.entries.values():
-                        poller.add(entry)
                     poller.close()
         except* Halted:
             await ledger.finish_rest()
 
-    async def _cancel_all(self, ledger: Ledger, poller: Poller | None) -> None:
-        todo = deque(ledger.entries.values())
+    async def _cancel_all(
+        self, entries: list[Entry], ledger: Ledger, poller: Poller | None
+    ) -> None:
+        todo = deque(entries)
         # Workers wait out their job's retry backoff, so there are more of them
         # than request slots: the slots stay busy meanwhile.
         workers = min(len(todo), _WORKERS_PER_SLOT * self._api.max_concurrency)
@@ -226,6 +242,15 @@ class Batch:
         except FinetuneOpsError as error:
             entry.last_error = error
             return None
+
+
+def _resume(ledger: Ledger, state: BatchState) -> None:
+    """Carry what the state knows into the ledger's entries: accepted cancels, last statuses."""
+    for entry in ledger.entries.values():
+        known = state.jobs[entry.job_id]
+        entry.accepted = known.cancel_accepted
+        if known.status is not None:
+            entry.job = FineTuneJob(id=entry.job_id, status=JobStatus(known.status))
 
 
 def _first_leaf(error: BaseException) -> BaseException:

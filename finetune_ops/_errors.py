@@ -47,6 +47,8 @@ __all__ = [
     "RateLimitError",
     "UnprocessableEntityError",
     "WaitTimeoutError",
+    "error_from_json",
+    "error_to_json",
     "status_error",
 ]
 
@@ -264,3 +266,40 @@ def status_error(
         retry_after=retry_after,
         should_retry=should_retry,
     )
+
+
+def error_to_json(error: FinetuneOpsError) -> dict[str, object]:
+    """The plain JSON form of an error: its class name, message and HTTP status."""
+    return {
+        "type": type(error).__name__,
+        "message": error.message,
+        "status_code": getattr(error, "status_code", None),
+    }
+
+
+def error_from_json(data: object, *, job_id: str) -> FinetuneOpsError:
+    """An error rebuilt from :func:`error_to_json`, as the class it names where known."""
+    fields = data if isinstance(data, dict) else {}
+    name = fields.get("type")
+    message = str(fields.get("message") or name or "error")
+    status = fields.get("status_code")
+    cls = next((cls for cls in _error_classes() if cls.__name__ == name), FinetuneOpsError)
+    if issubclass(cls, APIStatusError):
+        return cls(message, status_code=status if isinstance(status, int) else 0)
+    if issubclass(cls, InvalidResponseError):
+        return cls(message, status_code=status if isinstance(status, int) else None)
+    if issubclass(cls, WaitTimeoutError | InvalidJobIdError):
+        return cls(message, job_id=job_id)
+    if issubclass(cls, APIConnectionError):
+        return cls(message)
+    return FinetuneOpsError(message)
+
+
+def _error_classes() -> list[type[FinetuneOpsError]]:
+    found: list[type[FinetuneOpsError]] = []
+    stack: list[type[FinetuneOpsError]] = [FinetuneOpsError]
+    while stack:
+        cls = stack.pop()
+        found.append(cls)
+        stack.extend(cls.__subclasses__())
+    return found

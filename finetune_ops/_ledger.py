@@ -22,6 +22,7 @@ from ._errors import (
 from ._events import CancelAccepted, Emit, JobFinished, StatusChanged
 from ._records import FineTuneJob
 from ._results import CancelResult
+from ._state import BatchState
 
 __all__ = ["Entry", "Halted", "Ledger"]
 
@@ -52,6 +53,7 @@ class Ledger:
 
     ``deadline`` is on the event loop's clock (``None``: none). ``cancelling``
     says whether the batch sends cancels, which decides what a timeout says.
+    ``state``, when given, is kept current with every change.
     """
 
     def __init__(
@@ -62,8 +64,10 @@ class Ledger:
         deadline: float | None,
         started: float,
         emit: Emit,
+        state: BatchState | None = None,
     ) -> None:
         self.entries = {job_id: Entry(job_id) for job_id in job_ids}
+        self.state = state
         self.owed = len(self.entries)
         self.cancelling = cancelling
         self.deadline = deadline
@@ -85,6 +89,8 @@ class Ledger:
         self.answered()
         if not entry.accepted:
             entry.accepted = True
+            if self.state is not None:
+                self.state.record_accepted(entry.job_id)
             await self._emit(CancelAccepted(job_id=entry.job_id, job=job))
         if job is not None:
             await self.update(entry, job)
@@ -93,6 +99,8 @@ class Ledger:
         """A newer record of ``entry``'s job."""
         previous = entry.job.status if entry.job is not None else None
         entry.job = job
+        if self.state is not None:
+            self.state.record_status(entry.job_id, job.status)
         if previous != job.status:
             await self._emit(StatusChanged(job_id=entry.job_id, previous=previous, job=job))
 
@@ -135,6 +143,8 @@ class Ledger:
             attempts=entry.attempts,
             elapsed=asyncio.get_running_loop().time() - self._started,
         )
+        if self.state is not None:
+            self.state.record_result(result)
         self.results.put_nowait(result)
         await self._emit(JobFinished(result=result))
 

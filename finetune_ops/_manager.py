@@ -14,9 +14,10 @@ import aiohttp
 from ._api import FineTunesAPI
 from ._batch import Batch
 from ._bodies import DEFAULT_MAX_BUFFERED_BYTES
+from ._errors import FinetuneOpsError
 from ._events import OnEvent, make_emitter
 from ._gate import RateGate
-from ._ids import check_job_id
+from ._ids import check_job_id, check_job_ids
 from ._policies import (
     DEFAULT_POLL,
     DEFAULT_RETRY,
@@ -26,8 +27,10 @@ from ._policies import (
     Timeouts,
     seconds,
 )
+from ._poller import look_once
 from ._records import FineTuneEvent, FineTuneJob
 from ._results import CancelReport, CancelResult
+from ._state import BatchState
 
 __all__ = ["JobManager"]
 
@@ -198,30 +201,83 @@ class JobManager:
     # -- batches: one result per job, never raising for one job -------------------
 
     async def cancel_many(
-        self, job_ids: Iterable[str], *, wait: bool = False, timeout: Timeout = None
+        self,
+        job_ids: Iterable[str] | None = None,
+        *,
+        wait: bool = False,
+        timeout: Timeout = None,
+        state: BatchState | None = None,
     ) -> CancelReport:
         """Cancel every job; with ``wait``, until each is terminal. Results in input order.
 
         ``timeout`` bounds the whole call, cancels and their retries included
         (with ``wait`` it defaults to the poll policy's): a job without its
         answer by then gets a WaitTimeoutError.
-        """
-        return await self._report(self._batch(job_ids, cancel=True, wait=wait, timeout=timeout))
 
-    async def wait_many(self, job_ids: Iterable[str], *, timeout: Timeout = None) -> CancelReport:
-        """Wait until every job is terminal, cancelling none. Results in input order."""
-        return await self._report(self._batch(job_ids, cancel=False, wait=True, timeout=timeout))
+        With ``state`` (a :class:`BatchState`), the ids and the deadline come from
+        it and it is kept current as the batch goes: started again from it, in
+        this process or another, a batch skips the jobs that have their result
+        and sends no second cancel for one the API accepted.
+        """
+        batch = self._batch(job_ids, cancel=True, wait=wait, timeout=timeout, state=state)
+        return await self._report(batch)
+
+    async def wait_many(
+        self,
+        job_ids: Iterable[str] | None = None,
+        *,
+        timeout: Timeout = None,
+        state: BatchState | None = None,
+    ) -> CancelReport:
+        """Wait until every job is terminal, cancelling none. Results in input order.
+
+        ``state`` works as for :meth:`cancel_many`.
+        """
+        batch = self._batch(job_ids, cancel=False, wait=True, timeout=timeout, state=state)
+        return await self._report(batch)
 
     def cancel_iter(
-        self, job_ids: Iterable[str], *, wait: bool = False, timeout: Timeout = None
+        self,
+        job_ids: Iterable[str] | None = None,
+        *,
+        wait: bool = False,
+        timeout: Timeout = None,
+        state: BatchState | None = None,
     ) -> AsyncGenerator[CancelResult, None]:
         """Cancel every job, yielding each result as it completes.
 
         Invalid ids are checked before anything is sent and come out first. Leaving
         the loop early stops all work of the batch; wrap the iterator in
         :func:`contextlib.aclosing` to have that happen before the next line runs.
+        ``state`` works as for :meth:`cancel_many`.
         """
-        return self._results(self._batch(job_ids, cancel=True, wait=wait, timeout=timeout))
+        batch = self._batch(job_ids, cancel=True, wait=wait, timeout=timeout, state=state)
+        return self._results(batch)
+
+    def wait_iter(
+        self,
+        job_ids: Iterable[str] | None = None,
+        *,
+        timeout: Timeout = None,
+        state: BatchState | None = None,
+    ) -> AsyncGenerator[CancelResult, None]:
+        """Yield each job's result as it becomes terminal, cancelling none.
+
+        Works as :meth:`cancel_iter` does, without sending any cancel.
+        """
+        batch = self._batch(job_ids, cancel=False, wait=True, timeout=timeout, state=state)
+        return self._results(batch)
+
+    async def poll_once(self, job_ids: Iterable[str]) -> dict[str, FineTuneJob | FinetuneOpsError]:
+        """Look at each job once, for callers that own their loop (a sensor, a trigger).
+
+        With more jobs than the poll policy's ``batch_threshold``, one list
+        request answers for all and only jobs missing from it are fetched on
+        their own. Returns each id's record, or the error that stopped the look
+        at it, in input order; an invalid id raises InvalidJobIdError first.
+        """
+        self._check_open()
+        return await look_once(self._api, self.poll, check_job_ids(job_ids))
 
     # -- plumbing ----------------------------------------------------------------
 
@@ -237,17 +293,36 @@ class JobManager:
         return value if math.isfinite(value) else None
 
     def _batch(
-        self, job_ids: Iterable[object], *, cancel: bool, wait: bool, timeout: Timeout
+        self,
+        job_ids: Iterable[object] | None,
+        *,
+        cancel: bool,
+        wait: bool,
+        timeout: Timeout,
+        state: BatchState | None = None,
     ) -> Batch:
         self._check_open()
+        if state is not None:
+            if not isinstance(state, BatchState):
+                raise TypeError(f"state must be a BatchState, not {type(state).__name__}")
+            if timeout is not None:
+                raise ValueError("a batch started from a state keeps the state's deadline")
+            if job_ids is not None and list(job_ids) != list(state.jobs):
+                raise ValueError("job_ids differ from the state's; pass only the state")
+            job_ids, seconds_left = state.jobs, state.seconds_left()
+        elif job_ids is None:
+            raise TypeError("give the job ids, or a state to resume")
+        else:
+            seconds_left = self._timeout(timeout, wait=wait)
         return Batch(
             self._api,
             self.poll,
             job_ids,
             cancel=cancel,
             wait=wait,
-            timeout=self._timeout(timeout, wait=wait),
+            timeout=seconds_left,
             emit=self._emit,
+            state=state,
         )
 
     async def _results(self, batch: Batch) -> AsyncGenerator[CancelResult, None]:

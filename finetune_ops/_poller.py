@@ -34,7 +34,7 @@ from ._policies import PollPolicy, RetryPolicy
 from ._records import FineTuneJob
 from ._retry import is_retryable
 
-__all__ = ["Poller"]
+__all__ = ["Poller", "look_once"]
 
 logger = logging.getLogger("finetune_ops")
 
@@ -212,3 +212,38 @@ class Poller:
         if job.status.is_terminal:
             del self._waiting[entry.job_id]
             await self._ledger.finish(entry)
+
+
+async def look_once(
+    api: FineTunesAPI, policy: PollPolicy, job_ids: list[str]
+) -> dict[str, FineTuneJob | FinetuneOpsError]:
+    """One look at each job, with the poller's economy: one list request when there are many.
+
+    Ids the list does not answer for (or when the list fails) are fetched on
+    their own. A 401 on the list raises; any other error belongs to its job.
+    """
+    looks: dict[str, FineTuneJob | FinetuneOpsError] = {}
+    unique = list(dict.fromkeys(job_ids))
+    rest = unique
+    if len(unique) > policy.batch_threshold:
+        try:
+            changed, _ = await api.list_changes(dict.fromkeys(unique), retry=_ONE_LOOK)
+        except AuthenticationError:
+            raise
+        except FinetuneOpsError:
+            changed = {}  # every job is fetched on its own instead
+        looks.update(
+            (job_id, job) for job_id, job in changed.items() if isinstance(job, FineTuneJob)
+        )
+        rest = [job_id for job_id in unique if job_id not in looks]
+
+    async def look(job_id: str) -> None:
+        try:
+            looks[job_id] = await api.retrieve(job_id, retry=_ONE_LOOK)
+        except FinetuneOpsError as error:
+            looks[job_id] = error
+
+    async with asyncio.TaskGroup() as group:
+        for job_id in rest:
+            group.create_task(look(job_id))
+    return {job_id: looks[job_id] for job_id in unique}
