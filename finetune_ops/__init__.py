@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
 from ._errors import (
+    ActiveJobError,
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -37,6 +38,7 @@ from ._policies import (
 )
 from ._records import (
     TERMINAL_STATUSES,
+    FineTuneCheckpoint,
     FineTuneEvent,
     FineTuneJob,
     JobStatus,
@@ -66,6 +68,7 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "ActiveJobError",
     "AuthenticationError",
     "BadRequestError",
     "BatchState",
@@ -74,6 +77,7 @@ __all__ = [
     "CancelResult",
     "ConflictError",
     "Event",
+    "FineTuneCheckpoint",
     "FineTuneEvent",
     "FineTuneJob",
     "FinetuneOpsError",

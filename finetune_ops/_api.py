@@ -20,7 +20,13 @@ import aiohttp
 import attrs
 
 from ._bodies import DEFAULT_MAX_BUFFERED_BYTES, BodyBudget, read_body, request_id
-from ._converter import STRUCTURE_ERRORS, describe_error, structure_events, structure_job
+from ._converter import (
+    STRUCTURE_ERRORS,
+    describe_error,
+    structure_checkpoints,
+    structure_events,
+    structure_job,
+)
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -34,7 +40,7 @@ from ._hints import retry_hint, should_retry_hint
 from ._ids import check_job_id
 from ._listing import Changes, entries, parse_changes
 from ._policies import DEFAULT_RETRY, DEFAULT_TIMEOUTS, RetryPolicy, Timeouts
-from ._records import FineTuneEvent, FineTuneJob
+from ._records import FineTuneCheckpoint, FineTuneEvent, FineTuneJob
 from ._retry import RetryEvent, Sleep, retrying
 from ._settings import resolve_api_key, resolve_base_url
 
@@ -92,6 +98,21 @@ def _load_events(text: str) -> tuple[FineTuneEvent, ...]:
     if type(data) is not dict:
         raise ValueError("expected an object with a 'data' list of events")
     return structure_events(data.get("data"))
+
+
+def _load_checkpoints(text: str) -> tuple[FineTuneCheckpoint, ...]:
+    data = json.loads(text)
+    if type(data) is not dict:
+        raise ValueError("expected an object with a 'data' list of checkpoints")
+    return structure_checkpoints(data.get("data"))
+
+
+def _load_deleted(text: str) -> str:
+    data = json.loads(text)
+    if type(data) is not dict:
+        raise ValueError("expected an object with a 'message'")
+    message = data.get("message")
+    return message if isinstance(message, str) else ""
 
 
 def _load_jobs(text: str) -> list[FineTuneJob]:
@@ -314,6 +335,30 @@ class FineTunesAPI:
             job_id=job_id,
             call=call,
             loads=_load_events,
+        )
+
+    async def checkpoints(
+        self, job_id: str, *, call: CallState | None = None
+    ) -> tuple[FineTuneCheckpoint, ...]:
+        """GET /fine-tunes/{id}/checkpoints: the checkpoints the job saved."""
+        return await self._request(
+            method="GET",
+            path=f"/fine-tunes/{check_job_id(job_id)}/checkpoints",
+            endpoint="checkpoints",
+            job_id=job_id,
+            call=call,
+            loads=_load_checkpoints,
+        )
+
+    async def delete(self, job_id: str, *, call: CallState | None = None) -> str:
+        """DELETE /fine-tunes/{id}: the API's message."""
+        return await self._request(
+            method="DELETE",
+            path=f"/fine-tunes/{check_job_id(job_id)}",
+            endpoint="delete",
+            job_id=job_id,
+            call=call,
+            loads=_load_deleted,
         )
 
     async def create(self, *, model: str, training_file: str, **params: Any) -> FineTuneJob:

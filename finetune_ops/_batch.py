@@ -21,18 +21,20 @@ from collections.abc import AsyncGenerator, Iterable
 
 from ._api import FineTunesAPI
 from ._errors import (
+    ActiveJobError,
     AuthenticationError,
     BadRequestError,
     FinetuneOpsError,
     InvalidJobIdError,
     InvalidResponseError,
+    NotFoundError,
     PermissionDeniedError,
 )
 from ._events import Emit, JobFinished
 from ._ids import check_job_id
 from ._ledger import Entry, Halted, Ledger
 from ._policies import PollPolicy
-from ._poller import Poller
+from ._poller import Poller, look_once
 from ._records import FineTuneJob, JobStatus
 from ._results import CancelResult
 from ._state import BatchState
@@ -45,8 +47,10 @@ _WORKERS_PER_SLOT = 8
 class Batch:
     """Cancels (when ``cancel``) and watches (when ``wait``) a set of jobs; see :meth:`run`.
 
-    ``timeout`` bounds the whole call, in seconds from the start of :meth:`run`
-    (``None``: no bound).
+    With ``delete``, each job that has ended is deleted; one still active is
+    refused, or with ``cancel`` cancelled and waited for first. ``timeout``
+    bounds the whole call, in seconds from the start of :meth:`run` (``None``:
+    no bound).
     """
 
     def __init__(
@@ -60,13 +64,15 @@ class Batch:
         timeout: float | None,
         emit: Emit,
         state: BatchState | None = None,
+        delete: bool = False,
     ) -> None:
-        if not (cancel or wait):
-            raise ValueError("a batch must cancel, wait, or both")
+        if not (cancel or wait or delete):
+            raise ValueError("a batch must cancel, wait, delete, or several")
         self._api = api
         self._poll = poll
         self._cancel = cancel
-        self._wait = wait
+        self._wait = wait or (delete and cancel)  # a job is deleted once it has ended
+        self._delete = delete
         self._timeout = timeout
         self._emit = emit
         self._supervisor: asyncio.Task[None] | None = None
@@ -95,6 +101,7 @@ class Batch:
             started=started,
             emit=self._emit,
             state=state,
+            deleting=self._delete,
         )
         if state is not None:
             _resume(ledger, state)
@@ -152,8 +159,10 @@ class Batch:
         poller = Poller(self._api, self._poll, ledger) if self._wait else None
         try:
             async with asyncio.TaskGroup() as group:
-                if poller is not None:
-                    group.create_task(poller.run())
+                polling = None if poller is None else group.create_task(poller.run())
+                if self._delete:
+                    group.create_task(self._delete_all(ledger, poller, polling, group))
+                    return
                 # A cancel the API accepted before (a resumed batch) is not sent again.
                 to_send = [e for e in ledger.entries.values() if self._cancel and not e.accepted]
                 for entry in ledger.entries.values():
@@ -178,6 +187,62 @@ class Batch:
                 group.create_task(self._work(todo, ledger, poller))
         if poller is not None:
             poller.close()
+
+    async def _delete_all(
+        self,
+        ledger: Ledger,
+        poller: Poller | None,
+        polling: asyncio.Task[None] | None,
+        group: asyncio.TaskGroup,
+    ) -> None:
+        """Look at every job once; delete those that ended, after cancelling the rest if asked."""
+        deletable = ledger.deletable
+        assert deletable is not None
+        entries = list(ledger.entries.values())
+        workers = min(len(entries), _WORKERS_PER_SLOT * self._api.max_concurrency)
+        for _ in range(workers):
+            group.create_task(self._delete_work(deletable, ledger))
+        looks = await look_once(self._api, self._poll, [entry.job_id for entry in entries])
+        to_cancel = []
+        for entry in entries:
+            look = looks[entry.job_id]
+            if isinstance(look, AuthenticationError | PermissionDeniedError):
+                await ledger.refused(entry, look)
+            elif isinstance(look, FinetuneOpsError):
+                await ledger.finish(entry, look)
+            else:
+                await ledger.update(entry, look)
+                if look.status.is_terminal:
+                    await ledger.ended(entry)
+                elif self._cancel:
+                    to_cancel.append(entry)
+                else:
+                    await ledger.finish(entry, _still_active(entry, look))
+        if to_cancel:
+            await self._cancel_all(to_cancel, ledger, poller)  # closes the poller when done
+        elif poller is not None:
+            poller.close()
+        if polling is not None:
+            await polling  # every job it watched has ended, and is queued for deletion
+        for _ in range(workers):
+            deletable.put_nowait(None)
+
+    async def _delete_work(self, deletable: asyncio.Queue[Entry | None], ledger: Ledger) -> None:
+        while (entry := await deletable.get()) is not None:
+            try:
+                await self._api.delete(entry.job_id, call=entry)
+            except NotFoundError:
+                entry.deleted = True  # gone since it was seen: what was asked
+            except (AuthenticationError, PermissionDeniedError) as error:
+                await ledger.refused(entry, error)
+                continue
+            except FinetuneOpsError as error:
+                await ledger.finish(entry, error)
+                continue
+            else:
+                entry.deleted = True
+                ledger.answered()
+            await ledger.finish(entry)
 
     async def _work(self, todo: deque[Entry], ledger: Ledger, poller: Poller | None) -> None:
         while todo:
@@ -219,12 +284,15 @@ class Batch:
         else:
             ledger.answered()
             await ledger.update(entry, job)
-            await ledger.finish(entry, None if job.status.is_terminal else refusal)
+            if job.status.is_terminal:
+                await ledger.ended(entry)
+            else:
+                await ledger.finish(entry, refusal)
 
     async def _follow(self, entry: Entry, ledger: Ledger, poller: Poller | None) -> None:
         """After an accepted cancel: watch the job, or give it its result now."""
         if entry.job is not None and entry.job.status.is_terminal:
-            await ledger.finish(entry)
+            await ledger.ended(entry)
         elif poller is not None:
             poller.add(entry)
         elif entry.job is None:
@@ -242,6 +310,15 @@ class Batch:
         except FinetuneOpsError as error:
             entry.last_error = error
             return None
+
+
+def _still_active(entry: Entry, job: FineTuneJob) -> ActiveJobError:
+    return ActiveJobError(
+        f"{entry.job_id} is still {str(job.status)!r}: not deleted "
+        "(pass cancel_first=True to cancel it, wait until it ends, then delete it)",
+        job_id=entry.job_id,
+        job=job,
+    )
 
 
 def _resume(ledger: Ledger, state: BatchState) -> None:

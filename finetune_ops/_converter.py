@@ -69,6 +69,7 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from ._records import (
     KNOWN_STATUSES,
+    FineTuneCheckpoint,
     FineTuneEvent,
     FineTuneJob,
     JobStatus,
@@ -85,6 +86,7 @@ __all__ = [
     "format_timestamp",
     "make_converter",
     "parse_timestamp",
+    "structure_checkpoints",
     "structure_events",
     "structure_job",
     "structure_jobs",
@@ -366,6 +368,7 @@ _CONVERTER: Final = make_converter()
 _structure_job: Final = _CONVERTER.get_structure_hook(FineTuneJob)
 _structure_job_list: Final = _CONVERTER.get_structure_hook(list[FineTuneJob])
 _structure_event_tuple: Final = _CONVERTER.get_structure_hook(tuple[FineTuneEvent, ...])
+_structure_checkpoint_tuple: Final = _CONVERTER.get_structure_hook(tuple[FineTuneCheckpoint, ...])
 
 
 def structure_job(data: object) -> FineTuneJob:
@@ -384,6 +387,14 @@ def structure_events(data: object) -> tuple[FineTuneEvent, ...]:
     """Build events from a decoded JSON array of event objects (the ``data`` of an events call)."""
     events: tuple[FineTuneEvent, ...] = _structure_event_tuple(data, tuple[FineTuneEvent, ...])
     return events
+
+
+def structure_checkpoints(data: object) -> tuple[FineTuneCheckpoint, ...]:
+    """Build checkpoints from a decoded JSON array (the ``data`` of a checkpoints call)."""
+    checkpoints: tuple[FineTuneCheckpoint, ...] = _structure_checkpoint_tuple(
+        data, tuple[FineTuneCheckpoint, ...]
+    )
+    return checkpoints
 
 
 def describe_error(error: Exception) -> str:

@@ -16,6 +16,7 @@ One root, split by whether a usable answer came back::
     │   ├── RateLimitError            429, with ``retry_after``
     │   └── InternalServerError       5xx
     ├── WaitTimeoutError              a job did not end as asked in time (also a TimeoutError)
+    ├── ActiveJobError                a job was not deleted: it has not ended
     └── InvalidJobIdError             a job id was refused before any request (also a ValueError)
 
 Errors carry plain values only (never aiohttp objects, whose repr includes the
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APIConnectionError",
+    "ActiveJobError",
     "APIStatusError",
     "APITimeoutError",
     "AuthenticationError",
@@ -222,6 +224,19 @@ class WaitTimeoutError(FinetuneOpsError, TimeoutError):
         self.cancel_in_doubt = cancel_in_doubt
 
 
+class ActiveJobError(FinetuneOpsError):
+    """A job was not deleted because it has not ended; ``job`` is its record.
+
+    Refused before any delete request: pass ``cancel_first=True`` to cancel it,
+    wait until it is terminal, then delete it.
+    """
+
+    def __init__(self, message: str, *, job_id: str, job: FineTuneJob | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.job = job
+
+
 class InvalidJobIdError(FinetuneOpsError, ValueError):
     """A job id was refused before it could reach a URL."""
 
@@ -288,7 +303,7 @@ def error_from_json(data: object, *, job_id: str) -> FinetuneOpsError:
         return cls(message, status_code=status if isinstance(status, int) else 0)
     if issubclass(cls, InvalidResponseError):
         return cls(message, status_code=status if isinstance(status, int) else None)
-    if issubclass(cls, WaitTimeoutError | InvalidJobIdError):
+    if issubclass(cls, WaitTimeoutError | InvalidJobIdError | ActiveJobError):
         return cls(message, job_id=job_id)
     if issubclass(cls, APIConnectionError):
         return cls(message)

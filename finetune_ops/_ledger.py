@@ -37,7 +37,7 @@ class Halted(Exception):
 class Entry(CallState):
     """One job of a batch: its last record, its HTTP attempts, and what became of its cancel."""
 
-    __slots__ = ("accepted", "done", "job", "job_id", "last_error")
+    __slots__ = ("accepted", "deleted", "done", "job", "job_id", "last_error")
 
     def __init__(self, job_id: str) -> None:
         super().__init__()
@@ -45,6 +45,7 @@ class Entry(CallState):
         self.job: FineTuneJob | None = None
         self.accepted = False  # the API answered 2xx to a cancel for it
         self.done = False  # it has its result
+        self.deleted = False  # the API deleted it (a delete batch)
         self.last_error: FinetuneOpsError | None = None  # the last one met while watching
 
 
@@ -65,9 +66,12 @@ class Ledger:
         started: float,
         emit: Emit,
         state: BatchState | None = None,
+        deleting: bool = False,
     ) -> None:
         self.entries = {job_id: Entry(job_id) for job_id in job_ids}
         self.state = state
+        #: In a delete batch, jobs that have ended and wait to be deleted (None: no more).
+        self.deletable: asyncio.Queue[Entry | None] | None = asyncio.Queue() if deleting else None
         self.owed = len(self.entries)
         self.cancelling = cancelling
         self.deadline = deadline
@@ -129,6 +133,13 @@ class Ledger:
 
     # -- results -----------------------------------------------------------------
 
+    async def ended(self, entry: Entry) -> None:
+        """``entry``'s job is terminal: its result now, or in a delete batch its deletion next."""
+        if self.deletable is None:
+            await self.finish(entry)
+        else:
+            self.deletable.put_nowait(entry)
+
     async def finish(self, entry: Entry, error: FinetuneOpsError | None = None) -> None:
         """Give ``entry`` its result: ``error``, or its last record when that is None."""
         if entry.done:
@@ -140,6 +151,7 @@ class Ledger:
             job=entry.job,
             error=error,
             cancel_sent=entry.accepted,
+            deleted=entry.deleted,
             attempts=entry.attempts,
             elapsed=asyncio.get_running_loop().time() - self._started,
         )
@@ -170,6 +182,8 @@ class Ledger:
         return [entry for entry in self.entries.values() if not entry.done]
 
     def _standing(self, entry: Entry) -> str:
+        if self.deletable is not None and entry.job is not None and entry.job.is_terminal:
+            return f"it had ended ({entry.job.status}) and was not deleted yet"
         if self.cancelling and not entry.accepted:
             if entry.attempts:
                 return "its cancel request had no answer yet (it may have reached the server)"

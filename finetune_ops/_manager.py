@@ -28,7 +28,7 @@ from ._policies import (
     seconds,
 )
 from ._poller import look_once
-from ._records import FineTuneEvent, FineTuneJob
+from ._records import FineTuneCheckpoint, FineTuneEvent, FineTuneJob
 from ._results import CancelReport, CancelResult
 from ._state import BatchState
 
@@ -193,6 +193,44 @@ class JobManager:
         self._check_open()
         return await self._api.events(job_id)
 
+    async def checkpoints(self, job_id: str) -> tuple[FineTuneCheckpoint, ...]:
+        """The checkpoints the job saved, oldest first: what a cancelled job left behind."""
+        self._check_open()
+        return await self._api.checkpoints(job_id)
+
+    async def delete(
+        self, job_id: str, *, cancel_first: bool = False, timeout: Timeout = None
+    ) -> FineTuneJob:
+        """Delete one job that has ended; return its last record.
+
+        A job still active raises ActiveJobError, unless ``cancel_first``: then
+        it is cancelled, waited for until terminal, and deleted. ``timeout``
+        bounds the whole call (with ``cancel_first`` it defaults to the poll
+        policy's).
+        """
+        check_job_id(job_id)
+        batch = self._batch([job_id], cancel=cancel_first, wait=False, timeout=timeout, delete=True)
+        return await self._one_result(batch)
+
+    async def delete_many(
+        self, job_ids: Iterable[str], *, cancel_first: bool = False, timeout: Timeout = None
+    ) -> CancelReport:
+        """Delete every job that has ended, with the batch semantics of :meth:`cancel_many`.
+
+        One result per unique id, ``deleted`` true for each job deleted. A job
+        still active fails with ActiveJobError and is left alone, unless
+        ``cancel_first``: then it is cancelled, waited for, and deleted.
+        """
+        batch = self._batch(job_ids, cancel=cancel_first, wait=False, timeout=timeout, delete=True)
+        return await self._report(batch)
+
+    def delete_iter(
+        self, job_ids: Iterable[str], *, cancel_first: bool = False, timeout: Timeout = None
+    ) -> AsyncGenerator[CancelResult, None]:
+        """As :meth:`delete_many`, yielding each result as it completes."""
+        batch = self._batch(job_ids, cancel=cancel_first, wait=False, timeout=timeout, delete=True)
+        return self._results(batch)
+
     async def create(self, *, model: str, training_file: str, **params: Any) -> FineTuneJob:
         """Start a fine-tuning job (never retried, so that a lost answer cannot start two)."""
         self._check_open()
@@ -300,6 +338,7 @@ class JobManager:
         wait: bool,
         timeout: Timeout,
         state: BatchState | None = None,
+        delete: bool = False,
     ) -> Batch:
         self._check_open()
         if state is not None:
@@ -313,7 +352,7 @@ class JobManager:
         elif job_ids is None:
             raise TypeError("give the job ids, or a state to resume")
         else:
-            seconds_left = self._timeout(timeout, wait=wait)
+            seconds_left = self._timeout(timeout, wait=wait or (delete and cancel))
         return Batch(
             self._api,
             self.poll,
@@ -323,6 +362,7 @@ class JobManager:
             timeout=seconds_left,
             emit=self._emit,
             state=state,
+            delete=delete,
         )
 
     async def _results(self, batch: Batch) -> AsyncGenerator[CancelResult, None]:
@@ -343,7 +383,11 @@ class JobManager:
 
     async def _one(self, job_id: str, *, cancel: bool, wait: bool, timeout: Timeout) -> FineTuneJob:
         check_job_id(job_id)
-        batch = self._batch([job_id], cancel=cancel, wait=wait, timeout=timeout)
+        return await self._one_result(
+            self._batch([job_id], cancel=cancel, wait=wait, timeout=timeout)
+        )
+
+    async def _one_result(self, batch: Batch) -> FineTuneJob:
         async with aclosing(self._results(batch)) as results:
             result = await anext(results)
         if result.error is not None:

@@ -211,7 +211,7 @@ class Poller:
         await self._ledger.update(entry, job)
         if job.status.is_terminal:
             del self._waiting[entry.job_id]
-            await self._ledger.finish(entry)
+            await self._ledger.ended(entry)
 
 
 async def look_once(

@@ -22,6 +22,7 @@ import attrs
 __all__ = [
     "KNOWN_STATUSES",
     "TERMINAL_STATUSES",
+    "FineTuneCheckpoint",
     "FineTuneEvent",
     "FineTuneJob",
     "JobStatus",
@@ -138,6 +139,19 @@ class FineTuneEvent:
     model_path: str | None = None
     training_offset: int | None = None
     hash: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class FineTuneCheckpoint:
+    """A checkpoint a job saved: an intermediate one, or its final model.
+
+    Servers omit fields freely, so all of them are optional.
+    """
+
+    step: int | None = None
+    created_at: datetime | None = None
+    path: str | None = None
+    checkpoint_type: str | None = None
 
 
 @attrs.frozen(kw_only=True)

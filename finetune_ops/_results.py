@@ -21,6 +21,8 @@ class CancelResult:
     - ``error``: why the job did not end as asked, or ``None`` when it did.
     - ``cancel_sent``: whether the API accepted a cancel request for this job;
       ``False`` for a job that was already terminal, or when only waiting.
+    - ``deleted``: whether the job is gone, in a delete batch (the API confirmed
+      the deletion, or the job vanished under it).
     - ``attempts``: HTTP attempts spent on this job alone, retries included
       (list requests shared by the whole batch are not counted).
     - ``elapsed``: seconds from the start of the call until this result.
@@ -30,6 +32,7 @@ class CancelResult:
     job: FineTuneJob | None = None
     error: FinetuneOpsError | None = None
     cancel_sent: bool = False
+    deleted: bool = False
     attempts: int = 0
     elapsed: float = 0.0
 
