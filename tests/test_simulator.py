@@ -33,6 +33,7 @@ from finetune_ops.testing import (
     RateLimit,
     Simulator,
 )
+from finetune_ops.testing._faults import ENDPOINTS
 from finetune_ops.testing._ratelimit import RateLimiter
 
 ROOT = Path(__file__).parents[1]
@@ -54,6 +55,7 @@ SPEC_STATUSES = (
     "completed",
 )
 TERMINAL = ("completed", "cancelled", "error", "user_error")
+MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
 EPOCH = datetime(2026, 11, 26, 3, 15, 33, 123000, tzinfo=UTC)
 LIFECYCLE = Lifecycle(
     pending=10, queued=20, running=100, compressing=5, uploading=5, cancel_delay=2
@@ -192,14 +194,14 @@ async def test_create_returns_a_pending_truncated_job(
         http,
         "POST",
         f"{url}/fine-tunes",
-        body={"model": "org/base-model", "training_file": "file-abc", "n_epochs": 3},
+        body={"model": MODEL, "training_file": "file-abc", "n_epochs": 3},
     )
     assert reply.status == 200
     job = reply.json()
     validate("FinetuneResponseTruncated", job)
     assert JOB_ID.match(job["id"])
     assert job["status"] == "pending"
-    assert job["model"] == "org/base-model"
+    assert job["model"] == MODEL
     assert job["training_file"] == "file-abc"
     assert job["n_epochs"] == 3
     assert job.get("events", []) == []
@@ -212,11 +214,12 @@ async def test_create_returns_a_pending_truncated_job(
     ("body", "param"),
     [
         ({}, "model"),
-        ({"model": "m"}, "training_file"),
+        ({"model": MODEL}, "training_file"),
         ({"training_file": "f"}, "model"),
         ({"model": "", "training_file": "f"}, "model"),
-        ({"model": "m", "training_file": "f", "n_epochs": 0}, "n_epochs"),
-        ({"model": "m", "training_file": "f", "training_type": {"type": "QLoRA"}}, None),
+        ({"model": "org/unknown", "training_file": "f"}, "model"),
+        ({"model": MODEL, "training_file": "f", "n_epochs": 0}, "n_epochs"),
+        ({"model": MODEL, "training_file": "f", "training_type": {"type": "QLoRA"}}, None),
         (["model", "training_file"], None),
     ],
 )
@@ -379,7 +382,7 @@ async def test_lifecycle_follows_the_manual_clock(
     sim: Simulator, clock: ManualClock, url: str, http: aiohttp.ClientSession
 ) -> None:
     created = await fetch(
-        http, "POST", f"{url}/fine-tunes", body={"model": "m", "training_file": "f"}
+        http, "POST", f"{url}/fine-tunes", body={"model": MODEL, "training_file": "f"}
     )
     job_id = created.json()["id"]
     seen = []
@@ -660,7 +663,7 @@ async def test_server_errors_have_json_bodies_and_no_effect(
 async def test_html_page(sim: Simulator, url: str, http: aiohttp.ClientSession) -> None:
     sim.inject(FaultKind.HTML_PAGE)
     reply = await fetch(
-        http, "POST", f"{url}/fine-tunes", body={"model": "m", "training_file": "f"}
+        http, "POST", f"{url}/fine-tunes", body={"model": MODEL, "training_file": "f"}
     )
     assert reply.status == 502
     assert reply.headers["Content-Type"].startswith("text/html")
@@ -709,7 +712,7 @@ async def test_truncated_json_after_the_effect(
 ) -> None:
     sim.inject(FaultKind.TRUNCATED_JSON, endpoint="create")
     reply = await fetch(
-        http, "POST", f"{url}/fine-tunes", body={"model": "m", "training_file": "f"}
+        http, "POST", f"{url}/fine-tunes", body={"model": MODEL, "training_file": "f"}
     )
     assert reply.status == 200
     assert reply.headers["Content-Type"].startswith("application/json")
@@ -821,7 +824,7 @@ def test_configuration_is_checked() -> None:
     with pytest.raises(ValueError, match="kinds"):
         FaultPlan(kinds=())
     with pytest.raises(ValueError, match="endpoints"):
-        FaultPlan(endpoints={"delete"})
+        FaultPlan(endpoints={"purge"})
     with pytest.raises(ValueError, match="retry_after"):
         FaultPlan(retry_after=-1)
     with pytest.raises(ValueError, match="running"):
@@ -830,7 +833,7 @@ def test_configuration_is_checked() -> None:
         ManualClock().advance(-1)
     sim = Simulator()
     with pytest.raises(ValueError, match="endpoint"):
-        sim.inject(FaultKind.RESET, endpoint="delete")
+        sim.inject(FaultKind.RESET, endpoint="purge")
     with pytest.raises(ValueError, match="times"):
         sim.inject(FaultKind.RESET, times=0)
     with pytest.raises(TypeError, match="ManualClock"):
@@ -844,7 +847,7 @@ def test_configuration_is_checked() -> None:
 async def test_counters(sim: Simulator, url: str, http: aiohttp.ClientSession) -> None:
     job_id = sim.add_job()
     sim.inject(FaultKind.SERVER_ERROR_500, endpoint="cancel")
-    await fetch(http, "POST", f"{url}/fine-tunes", body={"model": "m", "training_file": "f"})
+    await fetch(http, "POST", f"{url}/fine-tunes", body={"model": MODEL, "training_file": "f"})
     await fetch(http, "POST", f"{url}/fine-tunes", body={})
     await fetch(http, "GET", f"{url}/fine-tunes")
     for _ in range(3):
@@ -854,13 +857,12 @@ async def test_counters(sim: Simulator, url: str, http: aiohttp.ClientSession) -
     await fetch(http, "POST", f"{url}/fine-tunes/{job_id}/cancel")
     await fetch(http, "GET", f"{url}/fine-tunes/{job_id}/events")
     await fetch(http, "GET", f"{url}/models")
-    assert dict(sim.counters) == {"create": 2, "list": 1, "retrieve": 4, "cancel": 2, "events": 1}
+    counted = {"create": 2, "list": 1, "retrieve": 4, "cancel": 2, "events": 1}
+    assert dict(sim.counters) == {**dict.fromkeys(ENDPOINTS, 0), **counted}
     assert sim.total_requests == 10
     sim.reset_counters()
     assert sim.total_requests == 0
-    assert dict(sim.counters) == dict.fromkeys(
-        ("create", "list", "retrieve", "cancel", "events"), 0
-    )
+    assert dict(sim.counters) == dict.fromkeys(ENDPOINTS, 0)
     assert len(sim.fault_log) == 1
 
 
