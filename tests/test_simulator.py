@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import io
 import json
 import os
 import re
 import signal
 import sys
+import tarfile
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -1049,3 +1051,371 @@ async def test_rate_limit_answers_429_with_hint() -> None:
             assert (await second.json())["error"]["type"] == "rate_limit_error"
     assert sim.rate_limited == 1
     assert sim.counters["list"] == 2
+
+
+# -- create: the request's settings, the spec's defaults -------------------------------
+
+
+async def test_create_echoes_the_requests_settings(
+    url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    """What a create sends comes back; batch_size "max" is the model's largest batch."""
+    body = {
+        "model": MODEL,
+        "training_file": "file-1",
+        "packing": False,
+        "max_seq_length": 1024,
+        "random_seed": 7,
+        "lr_scheduler": {"lr_scheduler_type": "linear", "lr_scheduler_args": {"min_lr_ratio": 0.1}},
+        "batch_size": "max",
+        "training_type": {"type": "Full"},
+        "training_method": {"method": "dpo", "dpo_beta": 0.3},
+        "suffix": "mine",
+    }
+    job = (await fetch(http, "POST", f"{url}/fine-tunes", body=body)).json()
+    validate("FinetuneResponseTruncated", job)
+    limits = (await fetch(http, "GET", f"{url}/fine-tunes/models/limits?model_name={MODEL}")).json()
+    assert (job["packing"], job["max_seq_length"], job["random_seed"]) == (False, 1024, 7)
+    assert job["lr_scheduler"] == {
+        "lr_scheduler_type": "linear",
+        "lr_scheduler_args": {"min_lr_ratio": 0.1},
+    }
+    assert job["batch_size"] == limits["full_training"]["max_batch_size_dpo"]
+    assert job["training_type"] == {"type": "Full"}
+    assert job["training_method"]["dpo_beta"] == 0.3
+    assert job["suffix"] == "mine"
+
+
+async def test_create_fills_the_specs_defaults(
+    url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    """A create that names only model and file gets the documented defaults."""
+    body = {"model": MODEL, "training_file": "file-1"}
+    job = (await fetch(http, "POST", f"{url}/fine-tunes", body=body)).json()
+    full = (await fetch(http, "GET", f"{url}/fine-tunes/{job['id']}")).json()
+    validate("FinetuneResponse", full)
+    limits = (await fetch(http, "GET", f"{url}/fine-tunes/models/limits?model_name={MODEL}")).json()
+    expected = {"packing": True, "n_epochs": 1, "n_checkpoints": 1, "n_evals": 0}
+    expected |= {"learning_rate": 1e-5, "warmup_ratio": 0.0, "max_grad_norm": 1.0}
+    expected |= {"weight_decay": 0.0, "random_seed": None}
+    assert {key: job[key] for key in expected} == expected
+    assert job["training_type"]["type"] == "Lora"
+    assert job["training_type"]["lora_r"] == limits["lora_training"]["default_rank"]
+    assert job["training_method"] == {"method": "sft", "train_on_inputs": "auto"}
+    assert job["batch_size"] == limits["lora_training"]["max_batch_size"]
+    assert job["max_seq_length"] == limits["max_seq_length_sft"]
+    assert "suffix" not in job
+    assert full["train_on_inputs"] == "auto"
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"batch_size": 10_000}, "batch_size"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"max_seq_length": 1_000_000}, "max_seq_length"),
+        ({"packing": "yes"}, "packing"),
+        ({"random_seed": 1.5}, "random_seed"),
+        ({"lr_scheduler": {"lr_scheduler_type": "step"}}, "lr_scheduler"),
+        ({"training_type": {"type": "Lora", "lora_r": 4096}}, "lora_r"),
+        ({"n_evals": 2}, "validation_file"),
+        ({"model": "google/gemma-2-9b-it", "training_type": {"type": "Full"}}, "training_type"),
+    ],
+)
+async def test_create_checks_settings_against_the_model(
+    sim: Simulator,
+    url: str,
+    http: aiohttp.ClientSession,
+    validate: Validate,
+    extra: dict[str, Any],
+    param: str,
+) -> None:
+    """Settings of the wrong type or beyond the model's limits get a 400 naming them."""
+    body = {"model": MODEL, "training_file": "file-1", **extra}
+    reply = await fetch(http, "POST", f"{url}/fine-tunes", body=body)
+    assert_error(reply, 400, "invalid_request_error", validate)
+    assert reply.json()["error"]["param"] == param
+    assert len(sim) == 0
+
+
+async def test_unsupported_model_is_refused(
+    url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    """A model the service does not fine-tune is a 400 with its own code."""
+    body = {"model": "org/unknown", "training_file": "file-1"}
+    reply = await fetch(http, "POST", f"{url}/fine-tunes", body=body)
+    assert_error(reply, 400, "invalid_request_error", validate)
+    assert reply.json()["error"]["code"] == "model_not_supported"
+
+
+async def test_total_price_is_in_nanodollars(url: str, http: aiohttp.ClientSession) -> None:
+    """total_price is tokens x epochs x the model's dollar rate, in units of 1e-9 dollars."""
+    body = {"model": MODEL, "training_file": "file-1", "n_epochs": 2}
+    job = (await fetch(http, "POST", f"{url}/fine-tunes", body=body)).json()
+    dollars = job["token_count"] * 2 / 1_000_000 * 0.48
+    assert job["total_price"] == pytest.approx(dollars * 1e9, abs=1)
+    assert isinstance(job["total_price"], int)
+
+
+# -- the other operations of the spec ---------------------------------------------------
+
+
+async def test_api_words_are_never_job_ids(
+    sim: Simulator, url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    """estimate-price and models are routes: a wrong method is a 405, not a job lookup."""
+    wrong_method = await fetch(http, "GET", f"{url}/fine-tunes/estimate-price")
+    assert_error(wrong_method, 405, "invalid_request_error", validate)
+    assert wrong_method.headers["Allow"] == "POST"
+    for path in ("models", "models/other", "ft-1/nope", "ft-1/cancel/again"):
+        reply = await fetch(http, "GET", f"{url}/fine-tunes/{path}")
+        assert_error(reply, 404, "not_found_error", validate)
+        assert reply.json()["error"]["code"] != "job_not_found"
+    deleted = await fetch(http, "DELETE", f"{url}/fine-tunes/models/limits")
+    assert deleted.status == 405
+    assert sim.counters["retrieve"] == sim.counters["delete"] == 0
+
+
+async def test_model_catalogue_answers_in_the_specs_shapes(
+    url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    """models/supported lists names; models/limits gives limits, or a 404 message."""
+    supported = (await fetch(http, "GET", f"{url}/fine-tunes/models/supported")).json()
+    assert MODEL in supported["models"]
+    for name in supported["models"]:
+        limits = await fetch(http, "GET", f"{url}/fine-tunes/models/limits?model_name={name}")
+        validate("FineTuneModelLimits", limits.json())
+        assert limits.json()["model_name"] == name
+    unknown = await fetch(http, "GET", f"{url}/fine-tunes/models/limits?model_name=x/y")
+    assert unknown.status == 404
+    assert set(unknown.json()) == {"message"}
+
+
+async def test_estimate_price_repeats_for_the_same_file(
+    url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    """The same training file gets the same estimate; more epochs cost more."""
+    body = {"training_file": "file-1", "model": MODEL}
+    first = (await fetch(http, "POST", f"{url}/fine-tunes/estimate-price", body=body)).json()
+    again = (await fetch(http, "POST", f"{url}/fine-tunes/estimate-price", body=body)).json()
+    more = await fetch(
+        http, "POST", f"{url}/fine-tunes/estimate-price", body={**body, "n_epochs": 3}
+    )
+    assert first == again
+    assert first["estimation_available"] is True
+    assert more.json()["estimated_total_price"] > first["estimated_total_price"]
+    missing = await fetch(http, "POST", f"{url}/fine-tunes/estimate-price", body={})
+    assert_error(missing, 400, "invalid_request_error", validate)
+
+
+async def test_delete_forgets_finished_jobs_and_refuses_active_ones(
+    sim: Simulator, url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    """A finished job is deleted (then 404); an active one is refused and stays."""
+    done, active = sim.add_job("cancelled"), sim.add_job("running")
+    deleted = await fetch(http, "DELETE", f"{url}/fine-tunes/{done}")
+    assert deleted.status == 200
+    validate("FinetuneDeleteResponse", deleted.json())
+    assert done in deleted.json()["message"]
+    assert done not in sim.job_ids()
+    gone = await fetch(http, "GET", f"{url}/fine-tunes/{done}")
+    assert_error(gone, 404, "not_found_error", validate)
+    again = await fetch(http, "DELETE", f"{url}/fine-tunes/{done}")
+    assert_error(again, 404, "not_found_error", validate)
+    refused = await fetch(http, "DELETE", f"{url}/fine-tunes/{active}")
+    assert_error(refused, 400, "invalid_request_error", validate)
+    assert refused.json()["error"]["code"] == "job_not_deletable"
+    assert sim.status(active) == "running"
+    assert sim.counters["delete"] == 3
+
+
+async def test_checkpoints_appear_as_training_goes(
+    sim: Simulator, url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    """n_checkpoints are saved evenly through training; the last is the final model."""
+    job_id = sim.add_job("running", n_checkpoints=4)
+    seen = []
+    for _ in range(4):
+        reply = await fetch(http, "GET", f"{url}/fine-tunes/{job_id}/checkpoints")
+        validate("FinetuneListCheckpoints", reply.json())
+        seen.append([entry["checkpoint_type"] for entry in reply.json()["data"]])
+        sim.advance(LIFECYCLE.running / 2)
+    assert [len(types) for types in seen] == [0, 2, 3, 4]
+    assert seen[-1][-1] == "Final"
+    assert all(kind.startswith("Intermediate") for kind in seen[-1][:-1])
+    final = (await fetch(http, "GET", f"{url}/fine-tunes/{job_id}/checkpoints")).json()["data"]
+    steps = [entry["step"] for entry in final]
+    assert steps == sorted(steps)
+    assert final[-1]["path"] == sim.job(job_id)["model_output_path"]
+
+
+async def test_metrics_cover_the_steps_trained_and_filter(
+    sim: Simulator, url: str, http: aiohttp.ClientSession
+) -> None:
+    """Metrics grow with training; global_step_from/to filter them, as query or JSON body."""
+    job_id = sim.add_job("completed")
+    every = (await fetch(http, "GET", f"{url}/fine-tunes/{job_id}/metrics")).json()["metrics"]
+    steps = [point["train/global_step"] for point in every]
+    assert steps
+    assert steps == sorted(steps)
+    assert {"train/loss", "train/learning_rate"} <= set(every[0])
+    middle = steps[len(steps) // 2]
+    query = f"{url}/fine-tunes/{job_id}/metrics?global_step_to={int(middle)}"
+    by_query = (await fetch(http, "GET", query)).json()["metrics"]
+    by_body = await fetch(
+        http, "GET", f"{url}/fine-tunes/{job_id}/metrics", body={"global_step_from": int(middle)}
+    )
+    assert by_query[-1]["train/global_step"] == middle
+    assert by_body.json()["metrics"][0]["train/global_step"] == middle
+    pending = sim.add_job("pending")
+    assert (await fetch(http, "GET", f"{url}/fine-tunes/{pending}/metrics")).json() == {
+        "metrics": []
+    }
+    bad = await fetch(http, "GET", f"{query}x")
+    assert bad.status == 400
+
+
+async def test_download_sends_a_small_archive(
+    sim: Simulator, url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    """A finished job's model is a tar.gz naming it; a Range asks for its size only."""
+    job_id = sim.add_job("completed", n_checkpoints=2)
+    query = f"{url}/finetune/download?ft_id={job_id}&checkpoint=merged"
+    reply = await fetch(http, "GET", query)
+    assert reply.status == 200
+    assert reply.headers["Content-Type"] == "application/octet-stream"
+    with tarfile.open(fileobj=io.BytesIO(reply.body), mode="r:gz") as archive:
+        member = archive.extractfile("manifest.json")
+        assert member is not None
+        manifest = json.loads(member.read())
+    assert manifest["job_id"] == job_id
+    assert manifest["checkpoint"] == "merged"
+    assert (await fetch(http, "GET", query)).body == reply.body
+    head = await fetch(http, "GET", query, headers={"Range": "bytes=0-1"})
+    assert head.status == 206
+    assert head.headers["Content-Range"] == f"bytes 0-1/{len(reply.body)}"
+    checkpoints = (await fetch(http, "GET", f"{url}/fine-tunes/{job_id}/checkpoints")).json()
+    first_step = checkpoints["data"][0]["step"]
+    by_step = await fetch(
+        http, "GET", f"{url}/finetune/download?ft_id={job_id}&checkpoint_step={first_step}"
+    )
+    assert by_step.status == 200
+    running = sim.add_job("running")
+    base = f"{url}/finetune/download"
+    for target, status in (
+        (f"{base}?ft_id={running}", 400),
+        (f"{base}?ft_id=ft-missing", 404),
+        (f"{base}?ft_id={job_id}&checkpoint=weights", 400),
+        (f"{base}?ft_id={job_id}&checkpoint_step=999999", 404),
+        (base, 400),
+    ):
+        answer = await fetch(http, "GET", target)
+        assert_error(
+            answer,
+            status,
+            "invalid_request_error" if status == 400 else "not_found_error",
+            validate,
+        )
+    assert sim.counters["download"] == 9
+
+
+async def test_whoami_names_the_callers_project(http: aiohttp.ClientSession) -> None:
+    """GET /v3/whoami (asked first by the newer SDK's CLI) describes the key's project."""
+    sim = Simulator(api_keys={"key-a": "team-a", "key-b": "team-b"})
+    async with sim.serve() as base_url:
+        root = base_url.removesuffix("/v1")
+        reply = await fetch(
+            http, "GET", f"{root}/v3/whoami", headers={"Authorization": "Bearer key-b"}
+        )
+        refused = await fetch(http, "GET", f"{root}/v3/whoami")
+    assert reply.json()["type"] == "project_api_key"
+    assert reply.json()["project"]["name"] == "team-b"
+    assert refused.status == 401
+    assert sim.counters["whoami"] == 2
+
+
+async def test_faults_strike_the_new_operations(
+    sim: Simulator, url: str, http: aiohttp.ClientSession
+) -> None:
+    """A scripted 500 on delete leaves the job in place; counters name every operation."""
+    job_id = sim.add_job("completed")
+    sim.inject(FaultKind.SERVER_ERROR_500, endpoint="delete")
+    failed = await fetch(http, "DELETE", f"{url}/fine-tunes/{job_id}")
+    assert failed.status == 500
+    assert job_id in sim.job_ids()
+    sim.inject(FaultKind.RATE_LIMIT_SECONDS, endpoint="model_limits")
+    limited = await fetch(http, "GET", f"{url}/fine-tunes/models/limits?model_name={MODEL}")
+    assert limited.status == 429
+    assert sim.fault_log == [
+        FaultRecord("delete", FaultKind.SERVER_ERROR_500, job_id),
+        FaultRecord("model_limits", FaultKind.RATE_LIMIT_SECONDS, None),
+    ]
+    assert set(ENDPOINTS) == set(sim.counters)
+
+
+# -- seeded ids and owners --------------------------------------------------------------
+
+
+async def test_add_job_takes_a_chosen_id(
+    sim: Simulator, url: str, http: aiohttp.ClientSession
+) -> None:
+    """A job can have the id a test chooses; a taken or unsafe id is refused."""
+    assert sim.add_job("queued", id="ft-mine") == "ft-mine"
+    reply = await fetch(http, "GET", f"{url}/fine-tunes/ft-mine")
+    assert reply.json()["status"] == "queued"
+    with pytest.raises(ValueError, match="already exists"):
+        sim.add_job(id="ft-mine")
+    for bad in ("", "ft-a/b", "ft-a?b", "ft a"):
+        with pytest.raises(ValueError, match="id"):
+            sim.add_job(id=bad)
+
+
+async def test_each_key_sees_only_its_projects_jobs(
+    http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    """Another project's job answers 404 like an unknown id, on every job operation."""
+    sim = Simulator(api_keys={"key-a": "team-a", "key-b": "team-b"}, clock=ManualClock())
+    mine = sim.add_job("running")  # the first key's project by default
+    theirs = sim.add_job("completed", owner="key-b")
+    also_theirs = sim.add_job("running", owner="team-b")
+    as_a = {"Authorization": "Bearer key-a"}
+    as_b = {"Authorization": "Bearer key-b"}
+    async with sim.serve() as url:
+        listed = await fetch(http, "GET", f"{url}/fine-tunes", headers=as_a)
+        assert [job["id"] for job in listed.json()["data"]] == [mine]
+        for method, path in (
+            ("GET", theirs),
+            ("DELETE", theirs),
+            ("POST", f"{also_theirs}/cancel"),
+            ("GET", f"{theirs}/events"),
+            ("GET", f"{theirs}/checkpoints"),
+            ("GET", f"{theirs}/metrics"),
+        ):
+            reply = await fetch(http, method, f"{url}/fine-tunes/{path}", headers=as_a)
+            assert_error(reply, 404, "not_found_error", validate)
+        download = await fetch(http, "GET", f"{url}/finetune/download?ft_id={theirs}", headers=as_a)
+        assert download.status == 404
+        body = {"model": MODEL, "training_file": "file-1"}
+        created = (await fetch(http, "POST", f"{url}/fine-tunes", body=body, headers=as_b)).json()
+        listed_b = await fetch(http, "GET", f"{url}/fine-tunes", headers=as_b)
+        assert [job["id"] for job in listed_b.json()["data"]] == [
+            theirs,
+            also_theirs,
+            created["id"],
+        ]
+    assert sim.status(also_theirs) == "running"
+    assert theirs in sim.job_ids()
+
+
+def test_owners_need_keys() -> None:
+    """An owner must be a key or a project of api_keys; keys are checked."""
+    with pytest.raises(ValueError, match="api_keys"):
+        Simulator().add_job(owner="team-a")
+    with pytest.raises(ValueError, match="neither"):
+        Simulator(api_keys={"key-a": "team-a"}).add_job(owner="team-z")
+    with pytest.raises(ValueError, match="not both"):
+        Simulator(api_key="k", api_keys={"key-a": "team-a"})
+    with pytest.raises(ValueError, match="api_keys"):
+        Simulator(api_keys={})
+    with pytest.raises(ValueError, match="project"):
+        Simulator(api_keys={"key-a": ""})

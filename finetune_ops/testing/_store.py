@@ -331,7 +331,7 @@ class JobStore:
         """The job's saved checkpoints, oldest first, in the spec's checkpoint shape.
 
         `n_checkpoints` are saved evenly through training, the last of them
-        being the final model, which exists once training is over.
+        being the final model, which exists once the job has completed.
         """
         template = job.template
         count = max(1, _setting(template, "n_checkpoints", 1))
@@ -341,7 +341,7 @@ class JobStore:
         for index in range(1, count + 1):
             share = index / count
             final = index == count
-            if share > done or (final and job.status not in _POST_TRAINING):
+            if share > done or (final and job.status != "completed"):
                 break
             step = math.ceil(template.total_steps * share)
             out.append(
