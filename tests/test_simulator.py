@@ -9,8 +9,10 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import tarfile
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -34,6 +36,7 @@ from finetune_ops.testing import (
     ManualClock,
     RateLimit,
     Simulator,
+    Window,
 )
 from finetune_ops.testing._faults import ENDPOINTS
 from finetune_ops.testing._ratelimit import RateLimiter
@@ -1419,3 +1422,206 @@ def test_owners_need_keys() -> None:
         Simulator(api_keys={})
     with pytest.raises(ValueError, match="project"):
         Simulator(api_keys={"key-a": ""})
+
+
+# -- the rate limiter -------------------------------------------------------------------
+
+
+class FakeTime:
+    """A clock for the limiter that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _limiter(**options: Any) -> tuple[RateLimiter, FakeTime]:
+    clock = FakeTime()
+    return RateLimiter(RateLimit(clock=clock, **options)), clock
+
+
+def test_fixed_window_headers_count_down_and_reset() -> None:
+    """A fixed window's headers say the budget, what is left and when it refills."""
+    limiter, clock = _limiter(requests=3, per=2.0)
+    assert limiter.headers() == {
+        "x-ratelimit-limit": "3",
+        "x-ratelimit-remaining": "3",
+        "x-ratelimit-reset": "2",
+    }
+    for _ in range(3):
+        assert limiter.decide().admitted
+    clock.now = 0.5
+    refused = limiter.decide()
+    assert (refused.admitted, refused.wait) == (False, 1.5)
+    assert limiter.headers()["x-ratelimit-remaining"] == "0"
+    assert limiter.headers()["x-ratelimit-reset"] == "1.5"
+    clock.now = 2.0
+    assert limiter.decide().admitted
+    assert limiter.headers()["x-ratelimit-remaining"] == "2"
+
+
+def test_sliding_window_admits_as_old_requests_age_out() -> None:
+    """A sliding window never lets more than the budget through in any `per` seconds."""
+    limiter, clock = _limiter(requests=2, per=1.0, window="sliding")
+    assert limiter.decide().admitted
+    clock.now = 0.6
+    assert limiter.decide().admitted
+    clock.now = 0.9
+    refused = limiter.decide()
+    assert not refused.admitted
+    assert refused.wait == pytest.approx(0.1)
+    clock.now = 1.0
+    assert limiter.decide().admitted  # the first one left the window
+    assert not limiter.decide().admitted  # the one at 0.6 has not
+    clock.now = 1.6
+    assert limiter.decide().admitted
+
+
+def test_token_bucket_refills_smoothly_and_bursts_after_quiet() -> None:
+    """A bucket refills at budget/per; after a quiet spell a whole budget may burst."""
+    limiter, clock = _limiter(requests=4, per=1.0, window=Window.TOKEN_BUCKET)
+    assert all(limiter.decide().admitted for _ in range(4))
+    refused = limiter.decide()
+    assert refused.wait == pytest.approx(0.25)
+    clock.now = 0.25
+    assert limiter.decide().admitted
+    assert not limiter.decide().admitted
+    clock.now = 10.0
+    assert sum(limiter.decide().admitted for _ in range(10)) == 4
+    assert limiter.refused == 8
+
+
+def test_schedule_changes_the_budget_over_time() -> None:
+    """From each scheduled time on the budget is the scheduled one; 0 refuses everything."""
+    limiter, clock = _limiter(requests=4, per=1.0, schedule=[(10, 2), (20, 0), (30, 4)])
+    assert sum(limiter.decide().admitted for _ in range(6)) == 4
+    clock.now = 10.0
+    assert sum(limiter.decide().admitted for _ in range(6)) == 2
+    assert limiter.headers()["x-ratelimit-limit"] == "2"
+    clock.now = 25.0
+    outage = limiter.decide()
+    assert not outage.admitted
+    assert outage.wait == 5.0  # until the budget comes back
+    assert limiter.headers()["x-ratelimit-reset"] == "5"
+    clock.now = 30.0
+    assert sum(limiter.decide().admitted for _ in range(6)) == 4
+
+
+def test_capacity_short_answers_a_seeded_share_within_budget() -> None:
+    """capacity_short turns that share of admitted requests into 503s, the same per seed."""
+
+    def run() -> list[bool]:
+        limiter, _ = _limiter(requests=1000, capacity_short=0.25, seed=3)
+        return [limiter.decide().short_of_capacity for _ in range(400)]
+
+    shorts = run()
+    assert shorts == run()
+    assert 60 < sum(shorts) < 140
+
+
+def test_rate_limit_is_checked() -> None:
+    """Bad windows, schedules and shares are refused when the limit is made."""
+    with pytest.raises(ValueError, match="Window"):
+        RateLimit(requests=1, window="leaky")
+    with pytest.raises(ValueError, match="increasing"):
+        RateLimit(requests=1, schedule=[(5, 1), (2, 1)])
+    with pytest.raises(ValueError, match="budgets"):
+        RateLimit(requests=1, schedule=[(0, -1)])
+    with pytest.raises(ValueError, match="capacity_short"):
+        RateLimit(requests=1, capacity_short=1.0)
+
+
+async def test_every_answer_carries_rate_limit_headers(http: aiohttp.ClientSession) -> None:
+    """With a limit, 200s, 404s, 429s and 503s all say how much budget is left."""
+    clock = ManualClock()
+    limit = RateLimit(requests=3, per=60, capacity_short=0.5, seed=1, clock=clock.now)
+    sim = Simulator(clock=clock, rate_limit=limit)
+    async with sim.serve() as url:
+        replies = [await fetch(http, "GET", f"{url}/fine-tunes/ft-none") for _ in range(4)]
+    statuses = [reply.status for reply in replies]
+    assert statuses[-1] == 429
+    assert set(statuses[:3]) <= {404, 503}
+    assert 503 in statuses
+    remaining = [reply.headers["x-ratelimit-remaining"] for reply in replies]
+    assert remaining == ["2", "1", "0", "0"]
+    assert all(reply.headers["x-ratelimit-limit"] == "3" for reply in replies)
+    assert all(float(reply.headers["x-ratelimit-reset"]) == 60 for reply in replies)
+    assert sim.rate_limited == 1
+
+
+async def test_no_limit_no_headers(url: str, http: aiohttp.ClientSession) -> None:
+    """Without a configured limit no x-ratelimit headers are sent."""
+    reply = await fetch(http, "GET", f"{url}/fine-tunes")
+    assert not any(name.lower().startswith("x-ratelimit") for name in reply.headers)
+
+
+# -- the command line's options, and serving to synchronous clients ------------------------
+
+
+def test_command_line_options_build_the_simulator() -> None:
+    """--job, --api-key KEY=PROJECT and the rate options shape the served simulator."""
+    from finetune_ops.testing.__main__ import _parser, _simulator
+
+    parser = _parser("prog", {})
+    argv = "--job ft-a:completed --job ft-b --api-key k1=team-1 --api-key k2 --jobs 2"
+    argv += " --rate-limit 10 --rate-counting sliding --rate-schedule 0:10,5:0"
+    args = parser.parse_args([*argv.split(), "--capacity-short", "0.1"])
+    sim = _simulator(args)
+    assert sim.job_ids()[:2] == ["ft-a", "ft-b"]
+    assert (sim.status("ft-a"), sim.status("ft-b")) == ("completed", "running")
+    assert len(sim) == 4
+    limiter = sim._limiter
+    assert limiter is not None
+    assert limiter.limit.window is Window.SLIDING
+    assert limiter.limit.schedule == ((0.0, 10), (5.0, 0))
+    assert parser.parse_args([]).port == 0
+    assert _parser("prog", {"port": 8080}).parse_args([]).port == 8080
+    with pytest.raises(ValueError, match="need --rate-limit"):
+        _simulator(parser.parse_args(["--capacity-short", "0.2"]))
+    with pytest.raises(ValueError, match="T:N"):
+        _simulator(parser.parse_args(["--rate-limit", "1", "--rate-schedule", "5"]))
+
+
+def test_printed_lines_name_each_clients_base_url() -> None:
+    """The /v1 root for finetune-ops and SDK 1.x first; the bare root for SDK 3.x."""
+    from finetune_ops.testing.__main__ import client_lines
+
+    lines = client_lines("http://127.0.0.1:9/v1", keyed=False)
+    assert lines[0] == "export TOGETHER_BASE_URL=http://127.0.0.1:9/v1"
+    assert "#   export TOGETHER_BASE_URL=http://127.0.0.1:9" in lines
+    assert any("TOGETHER_API_KEY" in line for line in lines)
+    assert not any("TOGETHER_API_KEY" in line for line in client_lines("http://h/v1", keyed=True))
+
+
+def test_serve_in_thread_answers_a_blocking_client() -> None:
+    """serve_in_thread() serves from its own loop, so a synchronous client can call it."""
+    sim = Simulator(clock=ManualClock())
+    job_id = sim.add_job("running", id="ft-sync")
+    with sim.serve_in_thread() as base_url:
+        with urllib.request.urlopen(f"{base_url}/fine-tunes/{job_id}", timeout=30) as answer:
+            assert json.loads(answer.read())["status"] == "running"
+        sim.advance(10_000)
+        with urllib.request.urlopen(f"{base_url}/fine-tunes/{job_id}", timeout=30) as answer:
+            assert json.loads(answer.read())["status"] == "completed"
+    assert sim.base_url is None
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeError, match="did not start"), sim.serve_in_thread(port=port):
+            pass
+
+
+def test_no_wait_retry_keeps_attempts_and_drops_waits() -> None:
+    """NO_WAIT_RETRY retries as often as the default policy, without waiting."""
+    from finetune_ops import DEFAULT_RETRY
+    from finetune_ops.testing import NO_WAIT_RETRY
+
+    assert (NO_WAIT_RETRY.wait_initial, NO_WAIT_RETRY.wait_max, NO_WAIT_RETRY.wait_jitter) == (
+        0,
+        0,
+        0,
+    )
+    assert NO_WAIT_RETRY.attempts == DEFAULT_RETRY.attempts

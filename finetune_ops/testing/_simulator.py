@@ -286,9 +286,8 @@ class Simulator:
                     state["url"] = base_url
                     ready.set()
                     await stop.wait()
-            except BaseException as exc:
+            except Exception as exc:  # handed to the caller's thread, which raises it
                 state["error"] = exc
-                raise
             finally:
                 ready.set()
 
