@@ -86,6 +86,12 @@ def _parser(prog: str, defaults: Mapping[str, Any]) -> argparse.ArgumentParser:
         help="answer 503 to this share of the requests within the budget (needs --rate-limit)",
     )
     add(
+        "--event-types",
+        choices=("spec", "legacy"),
+        default="spec",
+        help="event type names: the spec's, or the upper-case ones together SDK 1.x expects",
+    )
+    add(
         "--cancel-delay",
         type=float,
         default=Lifecycle().cancel_delay,
@@ -151,6 +157,7 @@ def _simulator(args: argparse.Namespace) -> Simulator:
         faults=FaultPlan(rate=args.fault_rate, kinds=kinds, seed=args.seed, latency=args.latency),
         rate_limit=_rate_limit(args),
         seed=args.seed,
+        event_types=args.event_types,
     )
     for entry in args.job:
         job_id, _, status = entry.partition(":")

@@ -322,7 +322,8 @@ class Service:
         return json_response(200, json.dumps(estimate(body, training_file)))
 
     async def _model_limits(self, request: web.Request, project: str | None) -> web.Response:
-        name = request.query.get("model_name", "")
+        # The spec's parameter is model_name; SDK 1.x's async client sends `model`.
+        name = request.query.get("model_name") or request.query.get("model", "")
         base = find_model(name)
         if base is None:
             # The spec's shape for this 404 is a bare {"message": ...}.

@@ -63,6 +63,7 @@ STATE_KEYS: Final = frozenset(
         "epochs_completed",
         "queue_depth",
         "model_output_name",
+        "adapter_output_name",
         "model_output_path",
     }
 )
@@ -131,6 +132,17 @@ class Template:
         for key, value in fields.items():
             (truncated if key in TRUNCATED_KEYS else full_extra)[key] = value
         return Template(truncated, full_extra)
+
+    def adapter_name(self, job_id: str) -> str | None:
+        """The name of a LoRA job's standalone adapter (None for full training).
+
+        Not in the public spec, but the newer official SDK requires the key
+        (null allowed) in a created job when it validates strictly.
+        """
+        training_type = self.truncated.get("training_type")
+        if isinstance(training_type, dict) and training_type.get("type") == "Lora":
+            return f"{self.output_name(job_id)}-adapter"
+        return None
 
     def output_name(self, job_id: str) -> str:
         """The name the fine-tuned model gets, like the service's owner/model-suffix-id."""
@@ -258,6 +270,24 @@ def price(fields: Mapping[str, Any], base: BaseModel) -> int:
     dollars = tokens / 1_000_000 * base.price_per_million_tokens
     return math.ceil(dollars * NANODOLLARS_PER_DOLLAR)
 
+
+#: How the event types of the spec are named in the older style that SDK 1.x
+#: validates against (upper case, and one word order of its own).
+LEGACY_EVENT_TYPES: Final[Mapping[str, str]] = {
+    "job_pending": "JOB_PENDING",
+    "job_start": "JOB_START",
+    "job_stopped": "JOB_STOPPED",
+    "training_start": "TRAINING_START",
+    "epoch_complete": "EPOCH_COMPLETE",
+    "training_complete": "TRAINING_COMPLETE",
+    "model_compressing": "COMPRESSING_MODEL",
+    "model_compression_complete": "MODEL_COMPRESSION_COMPLETE",
+    "model_uploading": "MODEL_UPLOADING",
+    "model_upload_complete": "MODEL_UPLOAD_COMPLETE",
+    "job_complete": "JOB_COMPLETE",
+    "job_error": "JOB_ERROR",
+    "cancel_requested": "CANCEL_REQUESTED",
+}
 
 # What a job says when it enters a status: (event type, level, message) in order.
 ENTRY_EVENTS: Final[Mapping[str, tuple[tuple[str, str, str], ...]]] = {

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from ._clock import Clock, TimestampFormatter, epoch_of
-from ._jobs import ENTRY_EVENTS, Template, created_template, make_template, random_uuid
+from ._jobs import ENTRY_EVENTS, LEGACY_EVENT_TYPES, Template, created_template, make_template, random_uuid
 from ._lifecycle import TERMINAL, Lifecycle, history, next_status
 from ._models import BaseModel
 
@@ -69,8 +69,11 @@ class Job:
 class JobStore:
     """All jobs of the simulated account, advanced lazily from `clock`."""
 
-    def __init__(self, clock: Clock, lifecycle: Lifecycle, seed: int) -> None:
+    def __init__(
+        self, clock: Clock, lifecycle: Lifecycle, seed: int, *, legacy_events: bool = False
+    ) -> None:
         self.clock = clock
+        self._event_names: Mapping[str, str] = LEGACY_EVENT_TYPES if legacy_events else {}
         self.lifecycle = lifecycle
         self._random = random.Random(seed)
         self._stamp = TimestampFormatter(epoch_of(clock))
@@ -245,7 +248,8 @@ class JobStore:
                 f'{{"id":"{job.id}","status":{json.dumps(job.status)},'
                 f'"created_at":"{stamp(job.created)}","updated_at":"{stamp(job.updated)}"'
                 f"{started},"
-                f'"model_output_name":{json.dumps(template.output_name(job.id))}{rest}}}'
+                f'"model_output_name":{json.dumps(template.output_name(job.id))},'
+                f'"adapter_output_name":{json.dumps(template.adapter_name(job.id))}{rest}}}'
             ).encode()
             job.fragment = fragment
         return fragment
@@ -281,6 +285,7 @@ class JobStore:
         if job.started is not None:
             out["started_at"] = stamp(job.started)
         out["model_output_name"] = template.output_name(job.id)
+        out["adapter_output_name"] = template.adapter_name(job.id)
         if job.status == "completed":
             out["model_output_path"] = self.model_path(job)
         out.update(template.truncated)
@@ -295,13 +300,14 @@ class JobStore:
         """The job's events, oldest first, in the spec's event shape."""
         template = job.template
         stamp = self._stamp
+        names = self._event_names
         return [
             {
                 "object": "fine-tune-event",
                 "created_at": stamp(at),
                 "level": level,
                 "message": message,
-                "type": kind,
+                "type": names.get(kind, kind),
                 "param_count": template.param_count,
                 "token_count": template.token_count,
                 "total_steps": template.total_steps,
