@@ -17,7 +17,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from ._clock import Clock, TimestampFormatter, epoch_of
-from ._jobs import ENTRY_EVENTS, LEGACY_EVENT_TYPES, Template, created_template, make_template, random_uuid
+from ._jobs import (
+    ENTRY_EVENTS,
+    LEGACY_EVENT_TYPES,
+    Template,
+    created_template,
+    make_template,
+    random_uuid,
+)
 from ._lifecycle import TERMINAL, Lifecycle, history, next_status
 from ._models import BaseModel
 
