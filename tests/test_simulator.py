@@ -23,6 +23,7 @@ import aiohttp
 import attrs
 import jsonschema
 import pytest
+from _spec import load_spec
 from aiohttp import web
 from multidict import CIMultiDictProxy
 from referencing import Registry
@@ -42,8 +43,6 @@ from finetune_ops.testing._faults import ENDPOINTS
 from finetune_ops.testing._ratelimit import RateLimiter
 
 ROOT = Path(__file__).parents[1]
-# The fine-tunes part of the public spec, kept in the repo (scripts/compact_spec.py).
-SPEC_PATH = ROOT / "tests/spec/fine-tunes.json"
 SPEC_URI = "urn:together-openapi"
 
 JOB_ID = re.compile(r"^ft-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -77,10 +76,6 @@ def _to_json_schema(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     out = {key: _to_json_schema(value) for key, value in node.items() if key != "nullable"}
-    if "oneOf" in out and "type" in out:
-        # The spec puts `type: boolean` next to `oneOf: [boolean, "auto"]` (train_on_inputs),
-        # which would reject its own default "auto"; the oneOf is what it means.
-        del out["type"]
     if node.get("nullable") is True:
         return {"anyOf": [out, {"type": "null"}]}
     return out
@@ -89,15 +84,7 @@ def _to_json_schema(node: Any) -> Any:
 @pytest.fixture(scope="module")
 def registry() -> Registry[Any]:
     """The spec's components, addressable as urn:together-openapi#/components/schemas/X."""
-    spec = json.loads(SPEC_PATH.read_text(encoding="utf-8"))
-    document = _to_json_schema(spec)
-    schemas = document["components"]["schemas"]
-    # Cosine scheduler arguments also match the linear ones (neither forbids extra keys),
-    # so the spec's oneOf rejects every cosine scheduler; either branch is what it means.
-    arguments = schemas["LRScheduler"]["properties"]["lr_scheduler_args"]
-    arguments["anyOf"] = arguments.pop("oneOf")
-    # The service sends user_error; the spec's enum omits it (see DESIGN.md).
-    schemas["FinetuneJobStatus"]["enum"].append("user_error")
+    document = _to_json_schema(load_spec())
     registry: Registry[Any] = Registry().with_resource(
         SPEC_URI, DRAFT202012.create_resource(document)
     )

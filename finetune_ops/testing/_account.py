@@ -42,25 +42,22 @@ def whoami(project: str | None) -> dict[str, Any]:
     }
 
 
-def _whole(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-def estimate(body: Mapping[str, Any], training_file: str) -> dict[str, Any]:
-    """The price estimate for a would-be job: training and evaluation tokens, dollars."""
+def estimate(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The price estimate for a would-be job (checked fields): tokens, and dollars."""
+    training_file = str(fields["training_file"])
     tokens = 500_000 + zlib.crc32(training_file.encode()) % 20_000_000
-    epochs = max(1, _whole(body.get("n_epochs")))
-    evals = _whole(body.get("n_evals"))
-    model = body.get("model")
-    base = find_model(model) if isinstance(model, str) else None
-    rate = (base or MODELS[0]).price_per_million_tokens
-    train_tokens = tokens * epochs
-    eval_tokens = tokens // 10 * evals if body.get("validation_file") else 0
-    price = math.ceil((train_tokens + eval_tokens) / 1_000_000 * rate * 100) / 100
+    base = find_model(str(fields.get("model", ""))) or MODELS[0]
+    train_tokens = tokens * int(fields.get("n_epochs", 1))
+    evals = int(fields.get("n_evals", 0)) if fields.get("validation_file") else 0
+    eval_tokens = tokens // 10 * evals
+    price = math.ceil(
+        (train_tokens + eval_tokens) / 1_000_000 * base.price_per_million_tokens * 100
+    )
+    dollars = price / 100
     return {
         "estimation_available": True,
-        "estimated_total_price": price,
-        "allowed_to_proceed": price <= USER_LIMIT,
+        "estimated_total_price": dollars,
+        "allowed_to_proceed": dollars <= USER_LIMIT,
         "user_limit": USER_LIMIT,
         "estimated_train_token_count": train_tokens,
         "estimated_eval_token_count": eval_tokens,

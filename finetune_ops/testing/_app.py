@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from ._account import DOWNLOAD_CHECKPOINTS, estimate, whoami
-from ._create import RequestError, parse_create
+from ._create import RequestError, parse_create, parse_estimate
 from ._download import archive, byte_range
 from ._faults import BEFORE_EFFECT, FaultInjector, FaultKind
 from ._lifecycle import TERMINAL
@@ -38,7 +38,6 @@ Operation = Callable[[web.Request, "str | None"], Awaitable[web.StreamResponse]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _ERROR_TYPES = {401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error"}
-_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _OCTET_STREAM = "application/octet-stream"
 
 
@@ -84,10 +83,10 @@ class Service:
             resource = router.add_resource(path)
             for method, (name, operation) in operations.items():
                 resource.add_route(method.upper(), self._endpoint(name, operation))
-            allowed = ", ".join(method.upper() for method in operations)
-            for method in _METHODS:
-                if method.lower() not in operations:
-                    resource.add_route(method, _not_allowed(allowed))
+            # Any other method (OPTIONS, TRACE, ... too) reaches this one, added last.
+            resource.add_route(
+                "*", _not_allowed(", ".join(method.upper() for method in operations))
+            )
 
         add("/v1/fine-tunes", post=("create", self._create), get=("list", self._list))
         add("/v1/fine-tunes/estimate-price", post=("estimate_price", self._estimate_price))
@@ -314,12 +313,13 @@ class Service:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = None
-        if not isinstance(body, dict):
-            return _invalid("The request body must be a JSON object.", None)
-        training_file = body.get("training_file")
-        if not isinstance(training_file, str) or not training_file:
-            return _invalid("'training_file' is required.", "training_file")
-        return json_response(200, json.dumps(estimate(body, training_file)))
+        try:
+            fields = parse_estimate(body)
+        except RequestError as exc:
+            return error_response(
+                400, str(exc), "invalid_request_error", param=exc.param, code=exc.code
+            )
+        return json_response(200, json.dumps(estimate(fields)))
 
     async def _model_limits(self, request: web.Request, project: str | None) -> web.Response:
         # The spec's parameter is model_name; SDK 1.x's async client sends `model`.

@@ -20,9 +20,9 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
-from ._models import BaseModel, find_model
+from ._models import MODELS, BaseModel, find_model
 
-__all__ = ["RequestError", "parse_create"]
+__all__ = ["RequestError", "parse_create", "parse_estimate"]
 
 _STRINGS: Final = (
     "validation_file",
@@ -69,23 +69,30 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def parse_create(body: Any) -> tuple[dict[str, Any], BaseModel]:
-    """The job's complete settings from a create request body, and its base model."""
+def _required(body: Any, keys: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise RequestError("The request body must be a JSON object.")
-    for key in ("model", "training_file"):
+    for key in keys:
         value = body.get(key)
         if not isinstance(value, str) or not value:
             raise RequestError(f"'{key}' is required and must be a non-empty string.", key)
-    base = find_model(body["model"])
+    return body
+
+
+def _supported(name: str) -> BaseModel:
+    base = find_model(name)
     if base is None:
         raise RequestError(
-            f"Model {body['model']!r} is not supported for fine-tuning; "
+            f"Model {name!r} is not supported for fine-tuning; "
             "GET /fine-tunes/models/supported lists the models that are.",
             "model",
             "model_not_supported",
         )
-    settings: dict[str, Any] = {"model": base.name, "training_file": body["training_file"]}
+    return base
+
+
+def _common(body: Mapping[str, Any], settings: dict[str, Any]) -> None:
+    """The string and whole-number settings a create and an estimate share."""
     for key in _STRINGS:
         if body.get(key) is not None:
             if not isinstance(body[key], str):
@@ -98,6 +105,32 @@ def parse_create(body: Any) -> tuple[dict[str, Any], BaseModel]:
         elif not _is_int(value) or value < minimum:
             raise RequestError(f"'{key}' must be an integer >= {minimum}.", key)
         settings[key] = value
+
+
+def parse_estimate(body: Any) -> dict[str, Any]:
+    """The checked fields of an estimate-price request (only the file is required)."""
+    body = _required(body, ("training_file",))
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise RequestError("'model' must be a string.", "model")
+    # The SDKs send an empty model when they start from a checkpoint.
+    base = _supported(model) if model else None
+    fields: dict[str, Any] = {"training_file": body["training_file"]}
+    _common(body, fields)
+    if base is not None:
+        fields["model"] = base.name
+    # Without a model (a job started from a checkpoint) the first model's limits apply.
+    fields["training_type"] = _training_type(body.get("training_type"), base or MODELS[0])
+    fields["training_method"] = _training_method(body)
+    return fields
+
+
+def parse_create(body: Any) -> tuple[dict[str, Any], BaseModel]:
+    """The job's complete settings from a create request body, and its base model."""
+    body = _required(body, ("model", "training_file"))
+    base = _supported(body["model"])
+    settings: dict[str, Any] = {"model": base.name, "training_file": body["training_file"]}
+    _common(body, settings)
     for key, number in _NUMBERS:
         given = body.get(key)
         if given is not None and (not _is_number(given) or given < 0):
@@ -187,7 +220,17 @@ def _training_method(body: Mapping[str, Any]) -> dict[str, Any]:
         raise RequestError("'training_method.method' must be 'sft' or 'dpo'.", "training_method")
     chosen = dict(method)
     if chosen["method"] == "dpo":
-        return {**_DPO_DEFAULTS, **chosen}
+        chosen = {**_DPO_DEFAULTS, **chosen}
+        for key, default in _DPO_DEFAULTS.items():
+            value = chosen[key]
+            if value is None:
+                chosen[key] = default
+            elif isinstance(default, bool) != isinstance(value, bool) or not (
+                isinstance(value, bool) or _is_number(value)
+            ):
+                kind = "true or false" if isinstance(default, bool) else "a number"
+                raise RequestError(f"'{key}' must be {kind}.", key)
+        return chosen
     # The top-level train_on_inputs is deprecated; the method's own takes precedence.
     inputs = chosen.get("train_on_inputs", body.get("train_on_inputs"))
     if inputs is None:
