@@ -2,8 +2,8 @@
 
 Every fine-tunes call the SDK makes is driven through its documented methods,
 with the sync and the async client, configured only by the lines the simulator
-prints (TOGETHER_BASE_URL) and a key. SDK 3.x runs in strict response
-validation mode. CI runs this file once per generation, each in its own
+prints (TOGETHER_BASE_URL) and a key; SDK 3.x's `together` command too. SDK
+3.x runs in strict response validation mode. CI runs this file once per generation, each in its own
 virtual environment (.ci/run); each call is one test, so pytest's count is the
 count of calls covered.
 """
@@ -13,6 +13,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import subprocess
+import sys
 import tarfile
 from collections.abc import Callable, Iterator
 from importlib.metadata import version
@@ -236,10 +239,30 @@ def _downloaded(s: Seeded, result: Any) -> None:
     _check_archive(s, saved.read_bytes())
 
 
+def _cli_list(s: Seeded, client: Any) -> Any:
+    # The SDK's own `together` command, configured by the same environment.
+    command = Path(sys.executable).with_name("together")
+    return subprocess.run(
+        [str(command), "fine-tuning", "list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+    )
+
+
+def _cli_listed(s: Seeded, result: Any) -> None:
+    assert result.returncode == 0, result.stderr
+    assert s.running in result.stdout
+    assert s.sim.counters["whoami"] == 1  # asked before anything else
+    assert s.sim.counters["list"] == 1
+
+
 # Calls of the sync client only: SDK 1.x's async download raises NotImplementedError;
 # SDK 3.x's whoami is what its CLI asks before anything else.
 SYNC_ONLY: dict[str, Call] = (
-    {"whoami": (lambda s, c: c.whoami(), _whoami)}
+    {"whoami": (lambda s, c: c.whoami(), _whoami), "cli_list": (_cli_list, _cli_listed)}
     if GENERATION >= 2
     else {"download": (_download_v1, _downloaded)}
 )

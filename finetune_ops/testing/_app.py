@@ -134,7 +134,8 @@ class Service:
                     return rate_limited(decision.wait)
                 if decision.short_of_capacity:
                     return short_of_capacity()
-            kind = self.faults.draw(name, request.match_info.get("id"))
+            job_id = request.match_info.get("id") or request.query.get("ft_id")
+            kind = self.faults.draw(name, job_id)
             if kind is None:
                 return await operation(request, project)
             if kind in BEFORE_EFFECT:
@@ -195,7 +196,7 @@ class Service:
                 400, str(exc), "invalid_request_error", param=exc.param, code=exc.code
             )
         job = self.store.create(settings, base, project)
-        return json_response(200, self.store.truncated_json(job))
+        return json_response(200, self.store.created_json(job))
 
     async def _list(self, request: web.Request, project: str | None) -> web.Response:
         return json_response(200, self.store.list_json(project))

@@ -136,8 +136,8 @@ class Template:
     def adapter_name(self, job_id: str) -> str | None:
         """The name of a LoRA job's standalone adapter (None for full training).
 
-        Not in the public spec, but the newer official SDK requires the key
-        (null allowed) in a created job when it validates strictly.
+        Not in the public spec, but SDK 3.x requires the key (null allowed) in
+        a created job when it validates strictly.
         """
         training_type = self.truncated.get("training_type")
         if isinstance(training_type, dict) and training_type.get("type") == "Lora":

@@ -255,11 +255,20 @@ class JobStore:
                 f'{{"id":"{job.id}","status":{json.dumps(job.status)},'
                 f'"created_at":"{stamp(job.created)}","updated_at":"{stamp(job.updated)}"'
                 f"{started},"
-                f'"model_output_name":{json.dumps(template.output_name(job.id))},'
-                f'"adapter_output_name":{json.dumps(template.adapter_name(job.id))}{rest}}}'
+                f'"model_output_name":{json.dumps(template.output_name(job.id))}{rest}}}'
             ).encode()
             job.fragment = fragment
         return fragment
+
+    def created_json(self, job: Job) -> bytes:
+        """The truncated job as create answers it: with its adapter's name.
+
+        Only create carries `adapter_output_name` (SDK 3.x requires it there);
+        lists stay as lean as the spec's truncated job.
+        """
+        created = json.loads(self.truncated_json(job))
+        created["adapter_output_name"] = job.template.adapter_name(job.id)
+        return json.dumps(created).encode()
 
     def list_json(self, owner: str | None = None) -> bytes:
         """Every job (of `owner`'s project, if given), truncated, as the list endpoint's JSON."""
