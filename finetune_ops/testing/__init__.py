@@ -47,22 +47,18 @@ together SDK 3.x adds `/v1` itself, so it takes `http://HOST:PORT`.
 Every request that reaches an endpoint is counted in `Simulator.counters`,
 faulted or refused (401) ones included, and every injected fault is logged in
 `Simulator.fault_log`. The simulator imports nothing else from `finetune_ops`
-and needs only aiohttp and attrs; `NO_WAIT_RETRY`, finetune_ops' retry policy
-without waits for tests, is loaded from the library when first used. Run it
+and needs only aiohttp and attrs, except `NO_WAIT_RETRY`: finetune_ops' own
+retry policy without its waits, for tests of code that uses the library. Run it
 as a server with `python -m finetune_ops.testing --port 8080`, or in pytest
 through the `finetune_ops.testing.pytest_plugin` plugin (the `testing` extra).
 """
 
-from typing import TYPE_CHECKING, Any
-
 from ._clock import Clock, ManualClock, RealClock
 from ._faults import ENDPOINTS, FaultKind, FaultPlan, FaultRecord
 from ._lifecycle import Lifecycle
+from ._no_wait import NO_WAIT_RETRY
 from ._ratelimit import RateLimit, Window
 from ._simulator import Simulator
-
-if TYPE_CHECKING:
-    from ._no_wait import NO_WAIT_RETRY
 
 __all__ = [
     "ENDPOINTS",
@@ -78,12 +74,3 @@ __all__ = [
     "Simulator",
     "Window",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # Only this name needs the library itself; the simulator does without it.
-    if name == "NO_WAIT_RETRY":
-        from ._no_wait import NO_WAIT_RETRY
-
-        return NO_WAIT_RETRY
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,8 +1,7 @@
 """`NO_WAIT_RETRY`: finetune_ops' retry policy without its waits, for tests on the simulator.
 
-The one module of the package that imports the library's own code: the
-simulator's modules stay independent of it, and `finetune_ops.testing` loads
-this only when the name is first asked for.
+The one module of the package that imports the library's own code; the
+simulator's modules stay independent of it.
 """
 
 from __future__ import annotations
