@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._account import DEFAULT_PROJECT
 from ._faults import DEFAULT_KINDS, FaultKind, FaultPlan
 from ._lifecycle import Lifecycle
 from ._ratelimit import RateLimit, Window
@@ -109,7 +110,7 @@ def _keys(entries: Sequence[str]) -> dict[str, str] | None:
         key, _, project = entry.partition("=")
         if not key:
             raise ValueError(f"--api-key needs a key: {entry!r}")
-        keys[key] = project or ("sim-project" if len(entries) == 1 else f"project-{index}")
+        keys[key] = project or (DEFAULT_PROJECT if len(entries) == 1 else f"project-{index}")
     return keys
 
 

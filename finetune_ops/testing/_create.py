@@ -1,13 +1,15 @@
 """A create request, checked and completed the way the service does it.
 
 The request's settings are kept as sent. What it leaves out takes the spec's
-documented default (packing on, one epoch, one checkpoint, no evaluations,
+documented default: packing on, one epoch, one checkpoint, no evaluations,
 learning rate 1e-5, no warmup, gradient clipping at 1.0, no weight decay, SFT
-with `train_on_inputs: "auto"`, LoRA when no training type is given), and the
-rest follows from the model's limits: `batch_size: "max"` (the default)
-becomes the largest batch the model allows for the training type and method,
-and the sequence length defaults to the longest the model takes. A seed left
-out stays null, as the spec says the service records it.
+with `train_on_inputs: "auto"`, LoRA when no training type is given, and the
+spec's "none" schedule (written as a linear one that keeps the rate: its
+`min_lr_ratio` is 1). The rest follows from the model's limits:
+`batch_size: "max"` (the default) becomes the largest batch the model allows
+for the training type and method, and the sequence length defaults to the
+longest the model takes. A seed left out stays null, as the spec says the
+service records it.
 
 Refused with a 400 (`RequestError`): a body that is not an object, a missing
 `model` or `training_file`, a model that is not supported, a value of the
