@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import io
 import json
 import os
 import re
 import signal
+import socket
 import sys
+import tarfile
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -19,7 +23,7 @@ import aiohttp
 import attrs
 import jsonschema
 import pytest
-import yaml
+from _spec import load_spec
 from aiohttp import web
 from multidict import CIMultiDictProxy
 from referencing import Registry
@@ -33,11 +37,12 @@ from finetune_ops.testing import (
     ManualClock,
     RateLimit,
     Simulator,
+    Window,
 )
+from finetune_ops.testing._faults import ENDPOINTS
 from finetune_ops.testing._ratelimit import RateLimiter
 
 ROOT = Path(__file__).parents[1]
-SPEC_PATH = Path(__file__).parents[2] / "shared/reference/together-openapi.yaml"
 SPEC_URI = "urn:together-openapi"
 
 JOB_ID = re.compile(r"^ft-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -54,6 +59,7 @@ SPEC_STATUSES = (
     "completed",
 )
 TERMINAL = ("completed", "cancelled", "error", "user_error")
+MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
 EPOCH = datetime(2026, 11, 26, 3, 15, 33, 123000, tzinfo=UTC)
 LIFECYCLE = Lifecycle(
     pending=10, queued=20, running=100, compressing=5, uploading=5, cancel_delay=2
@@ -70,10 +76,6 @@ def _to_json_schema(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     out = {key: _to_json_schema(value) for key, value in node.items() if key != "nullable"}
-    if "oneOf" in out and "type" in out:
-        # The spec puts `type: boolean` next to `oneOf: [boolean, "auto"]` (train_on_inputs),
-        # which would reject its own default "auto"; the oneOf is what it means.
-        del out["type"]
     if node.get("nullable") is True:
         return {"anyOf": [out, {"type": "null"}]}
     return out
@@ -82,18 +84,7 @@ def _to_json_schema(node: Any) -> Any:
 @pytest.fixture(scope="module")
 def registry() -> Registry[Any]:
     """The spec's components, addressable as urn:together-openapi#/components/schemas/X."""
-    if not SPEC_PATH.is_file():
-        pytest.skip(f"the OpenAPI spec is not at {SPEC_PATH}")
-    with SPEC_PATH.open(encoding="utf-8") as handle:
-        spec = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    document = _to_json_schema(spec)
-    schemas = document["components"]["schemas"]
-    # Cosine scheduler arguments also match the linear ones (neither forbids extra keys),
-    # so the spec's oneOf rejects every cosine scheduler; either branch is what it means.
-    arguments = schemas["LRScheduler"]["properties"]["lr_scheduler_args"]
-    arguments["anyOf"] = arguments.pop("oneOf")
-    # The service sends user_error; the spec's enum omits it (see DESIGN.md).
-    schemas["FinetuneJobStatus"]["enum"].append("user_error")
+    document = _to_json_schema(load_spec())
     registry: Registry[Any] = Registry().with_resource(
         SPEC_URI, DRAFT202012.create_resource(document)
     )
@@ -195,14 +186,14 @@ async def test_create_returns_a_pending_truncated_job(
         http,
         "POST",
         f"{url}/fine-tunes",
-        body={"model": "org/base-model", "training_file": "file-abc", "n_epochs": 3},
+        body={"model": MODEL, "training_file": "file-abc", "n_epochs": 3},
     )
     assert reply.status == 200
     job = reply.json()
     validate("FinetuneResponseTruncated", job)
     assert JOB_ID.match(job["id"])
     assert job["status"] == "pending"
-    assert job["model"] == "org/base-model"
+    assert job["model"] == MODEL
     assert job["training_file"] == "file-abc"
     assert job["n_epochs"] == 3
     assert job.get("events", []) == []
@@ -215,11 +206,12 @@ async def test_create_returns_a_pending_truncated_job(
     ("body", "param"),
     [
         ({}, "model"),
-        ({"model": "m"}, "training_file"),
+        ({"model": MODEL}, "training_file"),
         ({"training_file": "f"}, "model"),
         ({"model": "", "training_file": "f"}, "model"),
-        ({"model": "m", "training_file": "f", "n_epochs": 0}, "n_epochs"),
-        ({"model": "m", "training_file": "f", "training_type": {"type": "QLoRA"}}, None),
+        ({"model": "org/unknown", "training_file": "f"}, "model"),
+        ({"model": MODEL, "training_file": "f", "n_epochs": 0}, "n_epochs"),
+        ({"model": MODEL, "training_file": "f", "training_type": {"type": "QLoRA"}}, None),
         (["model", "training_file"], None),
     ],
 )
@@ -382,7 +374,7 @@ async def test_lifecycle_follows_the_manual_clock(
     sim: Simulator, clock: ManualClock, url: str, http: aiohttp.ClientSession
 ) -> None:
     created = await fetch(
-        http, "POST", f"{url}/fine-tunes", body={"model": "m", "training_file": "f"}
+        http, "POST", f"{url}/fine-tunes", body={"model": MODEL, "training_file": "f"}
     )
     job_id = created.json()["id"]
     seen = []
@@ -663,7 +655,7 @@ async def test_server_errors_have_json_bodies_and_no_effect(
 async def test_html_page(sim: Simulator, url: str, http: aiohttp.ClientSession) -> None:
     sim.inject(FaultKind.HTML_PAGE)
     reply = await fetch(
-        http, "POST", f"{url}/fine-tunes", body={"model": "m", "training_file": "f"}
+        http, "POST", f"{url}/fine-tunes", body={"model": MODEL, "training_file": "f"}
     )
     assert reply.status == 502
     assert reply.headers["Content-Type"].startswith("text/html")
@@ -712,7 +704,7 @@ async def test_truncated_json_after_the_effect(
 ) -> None:
     sim.inject(FaultKind.TRUNCATED_JSON, endpoint="create")
     reply = await fetch(
-        http, "POST", f"{url}/fine-tunes", body={"model": "m", "training_file": "f"}
+        http, "POST", f"{url}/fine-tunes", body={"model": MODEL, "training_file": "f"}
     )
     assert reply.status == 200
     assert reply.headers["Content-Type"].startswith("application/json")
@@ -824,7 +816,7 @@ def test_configuration_is_checked() -> None:
     with pytest.raises(ValueError, match="kinds"):
         FaultPlan(kinds=())
     with pytest.raises(ValueError, match="endpoints"):
-        FaultPlan(endpoints={"delete"})
+        FaultPlan(endpoints={"purge"})
     with pytest.raises(ValueError, match="retry_after"):
         FaultPlan(retry_after=-1)
     with pytest.raises(ValueError, match="running"):
@@ -833,7 +825,7 @@ def test_configuration_is_checked() -> None:
         ManualClock().advance(-1)
     sim = Simulator()
     with pytest.raises(ValueError, match="endpoint"):
-        sim.inject(FaultKind.RESET, endpoint="delete")
+        sim.inject(FaultKind.RESET, endpoint="purge")
     with pytest.raises(ValueError, match="times"):
         sim.inject(FaultKind.RESET, times=0)
     with pytest.raises(TypeError, match="ManualClock"):
@@ -847,7 +839,7 @@ def test_configuration_is_checked() -> None:
 async def test_counters(sim: Simulator, url: str, http: aiohttp.ClientSession) -> None:
     job_id = sim.add_job()
     sim.inject(FaultKind.SERVER_ERROR_500, endpoint="cancel")
-    await fetch(http, "POST", f"{url}/fine-tunes", body={"model": "m", "training_file": "f"})
+    await fetch(http, "POST", f"{url}/fine-tunes", body={"model": MODEL, "training_file": "f"})
     await fetch(http, "POST", f"{url}/fine-tunes", body={})
     await fetch(http, "GET", f"{url}/fine-tunes")
     for _ in range(3):
@@ -857,13 +849,12 @@ async def test_counters(sim: Simulator, url: str, http: aiohttp.ClientSession) -
     await fetch(http, "POST", f"{url}/fine-tunes/{job_id}/cancel")
     await fetch(http, "GET", f"{url}/fine-tunes/{job_id}/events")
     await fetch(http, "GET", f"{url}/models")
-    assert dict(sim.counters) == {"create": 2, "list": 1, "retrieve": 4, "cancel": 2, "events": 1}
+    counted = {"create": 2, "list": 1, "retrieve": 4, "cancel": 2, "events": 1}
+    assert dict(sim.counters) == {**dict.fromkeys(ENDPOINTS, 0), **counted}
     assert sim.total_requests == 10
     sim.reset_counters()
     assert sim.total_requests == 0
-    assert dict(sim.counters) == dict.fromkeys(
-        ("create", "list", "retrieve", "cancel", "events"), 0
-    )
+    assert dict(sim.counters) == dict.fromkeys(ENDPOINTS, 0)
     assert len(sim.fault_log) == 1
 
 
@@ -1019,7 +1010,8 @@ def test_package_is_self_contained() -> None:
                 continue
             for name in names:
                 top = name.split(".")[0]
-                assert top != "finetune_ops", f"{path.name} imports {name}"
+                if path.name != "_no_wait.py":  # the library's policy, loaded only on demand
+                    assert top != "finetune_ops", f"{path.name} imports {name}"
                 if path.name != "pytest_plugin.py":
                     assert top not in ("pytest", "pytest_asyncio"), f"{path.name} imports {name}"
 
@@ -1049,3 +1041,574 @@ async def test_rate_limit_answers_429_with_hint() -> None:
             assert (await second.json())["error"]["type"] == "rate_limit_error"
     assert sim.rate_limited == 1
     assert sim.counters["list"] == 2
+
+
+# -- create: the request's settings, the spec's defaults -------------------------------
+
+
+async def test_create_echoes_the_requests_settings(
+    url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    """What a create sends comes back; batch_size "max" is the model's largest batch."""
+    body = {
+        "model": MODEL,
+        "training_file": "file-1",
+        "packing": False,
+        "max_seq_length": 1024,
+        "random_seed": 7,
+        "lr_scheduler": {"lr_scheduler_type": "linear", "lr_scheduler_args": {"min_lr_ratio": 0.1}},
+        "batch_size": "max",
+        "training_type": {"type": "Full"},
+        "training_method": {"method": "dpo", "dpo_beta": 0.3},
+        "suffix": "mine",
+    }
+    job = (await fetch(http, "POST", f"{url}/fine-tunes", body=body)).json()
+    validate("FinetuneResponseTruncated", job)
+    limits = (await fetch(http, "GET", f"{url}/fine-tunes/models/limits?model_name={MODEL}")).json()
+    assert (job["packing"], job["max_seq_length"], job["random_seed"]) == (False, 1024, 7)
+    assert job["lr_scheduler"] == {
+        "lr_scheduler_type": "linear",
+        "lr_scheduler_args": {"min_lr_ratio": 0.1},
+    }
+    assert job["batch_size"] == limits["full_training"]["max_batch_size_dpo"]
+    assert job["training_type"] == {"type": "Full"}
+    assert job["training_method"]["dpo_beta"] == 0.3
+    assert job["suffix"] == "mine"
+
+
+async def test_create_fills_the_specs_defaults(
+    url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    """A create that names only model and file gets the documented defaults."""
+    body = {"model": MODEL, "training_file": "file-1"}
+    job = (await fetch(http, "POST", f"{url}/fine-tunes", body=body)).json()
+    full = (await fetch(http, "GET", f"{url}/fine-tunes/{job['id']}")).json()
+    validate("FinetuneResponse", full)
+    limits = (await fetch(http, "GET", f"{url}/fine-tunes/models/limits?model_name={MODEL}")).json()
+    expected = {"packing": True, "n_epochs": 1, "n_checkpoints": 1, "n_evals": 0}
+    expected |= {"learning_rate": 1e-5, "warmup_ratio": 0.0, "max_grad_norm": 1.0}
+    expected |= {"weight_decay": 0.0, "random_seed": None}
+    assert {key: job[key] for key in expected} == expected
+    assert job["training_type"]["type"] == "Lora"
+    assert job["training_type"]["lora_r"] == limits["lora_training"]["default_rank"]
+    assert job["training_method"] == {"method": "sft", "train_on_inputs": "auto"}
+    assert job["batch_size"] == limits["lora_training"]["max_batch_size"]
+    assert job["max_seq_length"] == limits["max_seq_length_sft"]
+    assert "suffix" not in job
+    assert full["train_on_inputs"] == "auto"
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"batch_size": 10_000}, "batch_size"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"max_seq_length": 1_000_000}, "max_seq_length"),
+        ({"packing": "yes"}, "packing"),
+        ({"random_seed": 1.5}, "random_seed"),
+        ({"lr_scheduler": {"lr_scheduler_type": "step"}}, "lr_scheduler"),
+        ({"training_type": {"type": "Lora", "lora_r": 4096}}, "lora_r"),
+        ({"n_evals": 2}, "validation_file"),
+        ({"model": "google/gemma-2-9b-it", "training_type": {"type": "Full"}}, "training_type"),
+    ],
+)
+async def test_create_checks_settings_against_the_model(
+    sim: Simulator,
+    url: str,
+    http: aiohttp.ClientSession,
+    validate: Validate,
+    extra: dict[str, Any],
+    param: str,
+) -> None:
+    """Settings of the wrong type or beyond the model's limits get a 400 naming them."""
+    body = {"model": MODEL, "training_file": "file-1", **extra}
+    reply = await fetch(http, "POST", f"{url}/fine-tunes", body=body)
+    assert_error(reply, 400, "invalid_request_error", validate)
+    assert reply.json()["error"]["param"] == param
+    assert len(sim) == 0
+
+
+async def test_unsupported_model_is_refused(
+    url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    """A model the service does not fine-tune is a 400 with its own code."""
+    body = {"model": "org/unknown", "training_file": "file-1"}
+    reply = await fetch(http, "POST", f"{url}/fine-tunes", body=body)
+    assert_error(reply, 400, "invalid_request_error", validate)
+    assert reply.json()["error"]["code"] == "model_not_supported"
+
+
+async def test_total_price_is_in_nanodollars(url: str, http: aiohttp.ClientSession) -> None:
+    """total_price is tokens x epochs x the model's dollar rate, in units of 1e-9 dollars."""
+    body = {"model": MODEL, "training_file": "file-1", "n_epochs": 2}
+    job = (await fetch(http, "POST", f"{url}/fine-tunes", body=body)).json()
+    dollars = job["token_count"] * 2 / 1_000_000 * 0.48
+    assert job["total_price"] == pytest.approx(dollars * 1e9, abs=1)
+    assert isinstance(job["total_price"], int)
+
+
+# -- the other operations of the spec ---------------------------------------------------
+
+
+async def test_api_words_are_never_job_ids(
+    sim: Simulator, url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    """estimate-price and models are routes: a wrong method is a 405, not a job lookup."""
+    wrong_method = await fetch(http, "GET", f"{url}/fine-tunes/estimate-price")
+    assert_error(wrong_method, 405, "invalid_request_error", validate)
+    assert wrong_method.headers["Allow"] == "POST"
+    for path in ("models", "models/other", "ft-1/nope", "ft-1/cancel/again"):
+        reply = await fetch(http, "GET", f"{url}/fine-tunes/{path}")
+        assert_error(reply, 404, "not_found_error", validate)
+        assert reply.json()["error"]["code"] != "job_not_found"
+    deleted = await fetch(http, "DELETE", f"{url}/fine-tunes/models/limits")
+    assert deleted.status == 405
+    assert sim.counters["retrieve"] == sim.counters["delete"] == 0
+
+
+async def test_model_catalogue_answers_in_the_specs_shapes(
+    url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    """models/supported lists names; models/limits gives limits, or a 404 message."""
+    supported = (await fetch(http, "GET", f"{url}/fine-tunes/models/supported")).json()
+    assert MODEL in supported["models"]
+    for name in supported["models"]:
+        limits = await fetch(http, "GET", f"{url}/fine-tunes/models/limits?model_name={name}")
+        validate("FineTuneModelLimits", limits.json())
+        assert limits.json()["model_name"] == name
+    unknown = await fetch(http, "GET", f"{url}/fine-tunes/models/limits?model_name=x/y")
+    assert unknown.status == 404
+    assert set(unknown.json()) == {"message"}
+
+
+async def test_estimate_price_repeats_for_the_same_file(
+    url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    """The same training file gets the same estimate; more epochs cost more."""
+    body = {"training_file": "file-1", "model": MODEL}
+    first = (await fetch(http, "POST", f"{url}/fine-tunes/estimate-price", body=body)).json()
+    again = (await fetch(http, "POST", f"{url}/fine-tunes/estimate-price", body=body)).json()
+    more = await fetch(
+        http, "POST", f"{url}/fine-tunes/estimate-price", body={**body, "n_epochs": 3}
+    )
+    assert first == again
+    assert first["estimation_available"] is True
+    assert more.json()["estimated_total_price"] > first["estimated_total_price"]
+    missing = await fetch(http, "POST", f"{url}/fine-tunes/estimate-price", body={})
+    assert_error(missing, 400, "invalid_request_error", validate)
+
+
+async def test_delete_forgets_finished_jobs_and_refuses_active_ones(
+    sim: Simulator, url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    """A finished job is deleted (then 404); an active one is refused and stays."""
+    done, active = sim.add_job("cancelled"), sim.add_job("running")
+    deleted = await fetch(http, "DELETE", f"{url}/fine-tunes/{done}")
+    assert deleted.status == 200
+    validate("FinetuneDeleteResponse", deleted.json())
+    assert done in deleted.json()["message"]
+    assert done not in sim.job_ids()
+    gone = await fetch(http, "GET", f"{url}/fine-tunes/{done}")
+    assert_error(gone, 404, "not_found_error", validate)
+    again = await fetch(http, "DELETE", f"{url}/fine-tunes/{done}")
+    assert_error(again, 404, "not_found_error", validate)
+    refused = await fetch(http, "DELETE", f"{url}/fine-tunes/{active}")
+    assert_error(refused, 400, "invalid_request_error", validate)
+    assert refused.json()["error"]["code"] == "job_not_deletable"
+    assert sim.status(active) == "running"
+    assert sim.counters["delete"] == 3
+
+
+async def test_checkpoints_appear_as_training_goes(
+    sim: Simulator, url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    """n_checkpoints are saved evenly through training; the last is the final model."""
+    job_id = sim.add_job("running", n_checkpoints=4)
+    seen = []
+    for _ in range(4):
+        reply = await fetch(http, "GET", f"{url}/fine-tunes/{job_id}/checkpoints")
+        validate("FinetuneListCheckpoints", reply.json())
+        seen.append([entry["checkpoint_type"] for entry in reply.json()["data"]])
+        sim.advance(LIFECYCLE.running / 2)
+    assert [len(types) for types in seen] == [0, 2, 3, 4]
+    assert seen[-1][-1] == "Final"
+    assert all(kind.startswith("Intermediate") for kind in seen[-1][:-1])
+    final = (await fetch(http, "GET", f"{url}/fine-tunes/{job_id}/checkpoints")).json()["data"]
+    steps = [entry["step"] for entry in final]
+    assert steps == sorted(steps)
+    assert final[-1]["path"] == sim.job(job_id)["model_output_path"]
+
+
+async def test_metrics_cover_the_steps_trained_and_filter(
+    sim: Simulator, url: str, http: aiohttp.ClientSession
+) -> None:
+    """Metrics grow with training; global_step_from/to filter them, as query or JSON body."""
+    job_id = sim.add_job("completed")
+    every = (await fetch(http, "GET", f"{url}/fine-tunes/{job_id}/metrics")).json()["metrics"]
+    steps = [point["train/global_step"] for point in every]
+    assert steps
+    assert steps == sorted(steps)
+    assert {"train/loss", "train/learning_rate"} <= set(every[0])
+    middle = steps[len(steps) // 2]
+    query = f"{url}/fine-tunes/{job_id}/metrics?global_step_to={int(middle)}"
+    by_query = (await fetch(http, "GET", query)).json()["metrics"]
+    by_body = await fetch(
+        http, "GET", f"{url}/fine-tunes/{job_id}/metrics", body={"global_step_from": int(middle)}
+    )
+    assert by_query[-1]["train/global_step"] == middle
+    assert by_body.json()["metrics"][0]["train/global_step"] == middle
+    pending = sim.add_job("pending")
+    assert (await fetch(http, "GET", f"{url}/fine-tunes/{pending}/metrics")).json() == {
+        "metrics": []
+    }
+    bad = await fetch(http, "GET", f"{query}x")
+    assert bad.status == 400
+
+
+async def test_download_sends_a_small_archive(
+    sim: Simulator, url: str, http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    """A finished job's model is a tar.gz naming it; a Range asks for its size only."""
+    job_id = sim.add_job("completed", n_checkpoints=2)
+    query = f"{url}/finetune/download?ft_id={job_id}&checkpoint=merged"
+    reply = await fetch(http, "GET", query)
+    assert reply.status == 200
+    assert reply.headers["Content-Type"] == "application/octet-stream"
+    with tarfile.open(fileobj=io.BytesIO(reply.body), mode="r:gz") as archive:
+        member = archive.extractfile("manifest.json")
+        assert member is not None
+        manifest = json.loads(member.read())
+    assert manifest["job_id"] == job_id
+    assert manifest["checkpoint"] == "merged"
+    assert (await fetch(http, "GET", query)).body == reply.body
+    head = await fetch(http, "GET", query, headers={"Range": "bytes=0-1"})
+    assert head.status == 206
+    assert head.headers["Content-Range"] == f"bytes 0-1/{len(reply.body)}"
+    checkpoints = (await fetch(http, "GET", f"{url}/fine-tunes/{job_id}/checkpoints")).json()
+    first_step = checkpoints["data"][0]["step"]
+    by_step = await fetch(
+        http, "GET", f"{url}/finetune/download?ft_id={job_id}&checkpoint_step={first_step}"
+    )
+    assert by_step.status == 200
+    running = sim.add_job("running")
+    base = f"{url}/finetune/download"
+    for target, status in (
+        (f"{base}?ft_id={running}", 400),
+        (f"{base}?ft_id=ft-missing", 404),
+        (f"{base}?ft_id={job_id}&checkpoint=weights", 400),
+        (f"{base}?ft_id={job_id}&checkpoint_step=999999", 404),
+        (base, 400),
+    ):
+        answer = await fetch(http, "GET", target)
+        assert_error(
+            answer,
+            status,
+            "invalid_request_error" if status == 400 else "not_found_error",
+            validate,
+        )
+    assert sim.counters["download"] == 9
+
+
+async def test_whoami_names_the_callers_project(http: aiohttp.ClientSession) -> None:
+    """GET /v3/whoami (asked first by the newer SDK's CLI) describes the key's project."""
+    sim = Simulator(api_keys={"key-a": "team-a", "key-b": "team-b"})
+    async with sim.serve() as base_url:
+        root = base_url.removesuffix("/v1")
+        reply = await fetch(
+            http, "GET", f"{root}/v3/whoami", headers={"Authorization": "Bearer key-b"}
+        )
+        refused = await fetch(http, "GET", f"{root}/v3/whoami")
+    assert reply.json()["type"] == "project_api_key"
+    assert reply.json()["project"]["name"] == "team-b"
+    assert refused.status == 401
+    assert sim.counters["whoami"] == 2
+
+
+async def test_faults_strike_the_new_operations(
+    sim: Simulator, url: str, http: aiohttp.ClientSession
+) -> None:
+    """A scripted 500 on delete leaves the job in place; counters name every operation."""
+    job_id = sim.add_job("completed")
+    sim.inject(FaultKind.SERVER_ERROR_500, endpoint="delete")
+    failed = await fetch(http, "DELETE", f"{url}/fine-tunes/{job_id}")
+    assert failed.status == 500
+    assert job_id in sim.job_ids()
+    sim.inject(FaultKind.RATE_LIMIT_SECONDS, endpoint="model_limits")
+    limited = await fetch(http, "GET", f"{url}/fine-tunes/models/limits?model_name={MODEL}")
+    assert limited.status == 429
+    assert sim.fault_log == [
+        FaultRecord("delete", FaultKind.SERVER_ERROR_500, job_id),
+        FaultRecord("model_limits", FaultKind.RATE_LIMIT_SECONDS, None),
+    ]
+    assert set(ENDPOINTS) == set(sim.counters)
+
+
+# -- seeded ids and owners --------------------------------------------------------------
+
+
+async def test_add_job_takes_a_chosen_id(
+    sim: Simulator, url: str, http: aiohttp.ClientSession
+) -> None:
+    """A job can have the id a test chooses; a taken or unsafe id is refused."""
+    assert sim.add_job("queued", id="ft-mine") == "ft-mine"
+    reply = await fetch(http, "GET", f"{url}/fine-tunes/ft-mine")
+    assert reply.json()["status"] == "queued"
+    with pytest.raises(ValueError, match="already exists"):
+        sim.add_job(id="ft-mine")
+    for bad in ("", "ft-a/b", "ft-a?b", "ft a"):
+        with pytest.raises(ValueError, match="id"):
+            sim.add_job(id=bad)
+
+
+async def test_each_key_sees_only_its_projects_jobs(
+    http: aiohttp.ClientSession, validate: Validate
+) -> None:
+    """Another project's job answers 404 like an unknown id, on every job operation."""
+    sim = Simulator(api_keys={"key-a": "team-a", "key-b": "team-b"}, clock=ManualClock())
+    mine = sim.add_job("running")  # the first key's project by default
+    theirs = sim.add_job("completed", owner="key-b")
+    also_theirs = sim.add_job("running", owner="team-b")
+    as_a = {"Authorization": "Bearer key-a"}
+    as_b = {"Authorization": "Bearer key-b"}
+    async with sim.serve() as url:
+        listed = await fetch(http, "GET", f"{url}/fine-tunes", headers=as_a)
+        assert [job["id"] for job in listed.json()["data"]] == [mine]
+        for method, path in (
+            ("GET", theirs),
+            ("DELETE", theirs),
+            ("POST", f"{also_theirs}/cancel"),
+            ("GET", f"{theirs}/events"),
+            ("GET", f"{theirs}/checkpoints"),
+            ("GET", f"{theirs}/metrics"),
+        ):
+            reply = await fetch(http, method, f"{url}/fine-tunes/{path}", headers=as_a)
+            assert_error(reply, 404, "not_found_error", validate)
+        download = await fetch(http, "GET", f"{url}/finetune/download?ft_id={theirs}", headers=as_a)
+        assert download.status == 404
+        body = {"model": MODEL, "training_file": "file-1"}
+        created = (await fetch(http, "POST", f"{url}/fine-tunes", body=body, headers=as_b)).json()
+        listed_b = await fetch(http, "GET", f"{url}/fine-tunes", headers=as_b)
+        assert [job["id"] for job in listed_b.json()["data"]] == [
+            theirs,
+            also_theirs,
+            created["id"],
+        ]
+    assert sim.status(also_theirs) == "running"
+    assert theirs in sim.job_ids()
+
+
+def test_owners_need_keys() -> None:
+    """An owner must be a key or a project of api_keys; keys are checked."""
+    with pytest.raises(ValueError, match="api_keys"):
+        Simulator().add_job(owner="team-a")
+    with pytest.raises(ValueError, match="neither"):
+        Simulator(api_keys={"key-a": "team-a"}).add_job(owner="team-z")
+    with pytest.raises(ValueError, match="not both"):
+        Simulator(api_key="k", api_keys={"key-a": "team-a"})
+    with pytest.raises(ValueError, match="api_keys"):
+        Simulator(api_keys={})
+    with pytest.raises(ValueError, match="project"):
+        Simulator(api_keys={"key-a": ""})
+
+
+# -- the rate limiter -------------------------------------------------------------------
+
+
+class FakeTime:
+    """A clock for the limiter that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _limiter(**options: Any) -> tuple[RateLimiter, FakeTime]:
+    clock = FakeTime()
+    return RateLimiter(RateLimit(clock=clock, **options)), clock
+
+
+def test_fixed_window_headers_count_down_and_reset() -> None:
+    """A fixed window's headers say the budget, what is left and when it refills."""
+    limiter, clock = _limiter(requests=3, per=2.0)
+    assert limiter.headers() == {
+        "x-ratelimit-limit": "3",
+        "x-ratelimit-remaining": "3",
+        "x-ratelimit-reset": "2",
+    }
+    for _ in range(3):
+        assert limiter.decide().admitted
+    clock.now = 0.5
+    refused = limiter.decide()
+    assert (refused.admitted, refused.wait) == (False, 1.5)
+    assert limiter.headers()["x-ratelimit-remaining"] == "0"
+    assert limiter.headers()["x-ratelimit-reset"] == "1.5"
+    clock.now = 2.0
+    assert limiter.decide().admitted
+    assert limiter.headers()["x-ratelimit-remaining"] == "2"
+
+
+def test_sliding_window_admits_as_old_requests_age_out() -> None:
+    """A sliding window never lets more than the budget through in any `per` seconds."""
+    limiter, clock = _limiter(requests=2, per=1.0, window="sliding")
+    assert limiter.decide().admitted
+    clock.now = 0.6
+    assert limiter.decide().admitted
+    clock.now = 0.9
+    refused = limiter.decide()
+    assert not refused.admitted
+    assert refused.wait == pytest.approx(0.1)
+    clock.now = 1.0
+    assert limiter.decide().admitted  # the first one left the window
+    assert not limiter.decide().admitted  # the one at 0.6 has not
+    clock.now = 1.6
+    assert limiter.decide().admitted
+
+
+def test_token_bucket_refills_smoothly_and_bursts_after_quiet() -> None:
+    """A bucket refills at budget/per; after a quiet spell a whole budget may burst."""
+    limiter, clock = _limiter(requests=4, per=1.0, window=Window.TOKEN_BUCKET)
+    assert all(limiter.decide().admitted for _ in range(4))
+    refused = limiter.decide()
+    assert refused.wait == pytest.approx(0.25)
+    clock.now = 0.25
+    assert limiter.decide().admitted
+    assert not limiter.decide().admitted
+    clock.now = 10.0
+    assert sum(limiter.decide().admitted for _ in range(10)) == 4
+    assert limiter.refused == 8
+
+
+def test_schedule_changes_the_budget_over_time() -> None:
+    """From each scheduled time on the budget is the scheduled one; 0 refuses everything."""
+    limiter, clock = _limiter(requests=4, per=1.0, schedule=[(10, 2), (20, 0), (30, 4)])
+    assert sum(limiter.decide().admitted for _ in range(6)) == 4
+    clock.now = 10.0
+    assert sum(limiter.decide().admitted for _ in range(6)) == 2
+    assert limiter.headers()["x-ratelimit-limit"] == "2"
+    clock.now = 25.0
+    outage = limiter.decide()
+    assert not outage.admitted
+    assert outage.wait == 5.0  # until the budget comes back
+    assert limiter.headers()["x-ratelimit-reset"] == "5"
+    clock.now = 30.0
+    assert sum(limiter.decide().admitted for _ in range(6)) == 4
+
+
+def test_capacity_short_answers_a_seeded_share_within_budget() -> None:
+    """capacity_short turns that share of admitted requests into 503s, the same per seed."""
+
+    def run() -> list[bool]:
+        limiter, _ = _limiter(requests=1000, capacity_short=0.25, seed=3)
+        return [limiter.decide().short_of_capacity for _ in range(400)]
+
+    shorts = run()
+    assert shorts == run()
+    assert 60 < sum(shorts) < 140
+
+
+def test_rate_limit_is_checked() -> None:
+    """Bad windows, schedules and shares are refused when the limit is made."""
+    with pytest.raises(ValueError, match="Window"):
+        RateLimit(requests=1, window="leaky")
+    with pytest.raises(ValueError, match="increasing"):
+        RateLimit(requests=1, schedule=[(5, 1), (2, 1)])
+    with pytest.raises(ValueError, match="budgets"):
+        RateLimit(requests=1, schedule=[(0, -1)])
+    with pytest.raises(ValueError, match="capacity_short"):
+        RateLimit(requests=1, capacity_short=1.0)
+
+
+async def test_every_answer_carries_rate_limit_headers(http: aiohttp.ClientSession) -> None:
+    """With a limit, 200s, 404s, 429s and 503s all say how much budget is left."""
+    clock = ManualClock()
+    limit = RateLimit(requests=3, per=60, capacity_short=0.5, seed=1, clock=clock.now)
+    sim = Simulator(clock=clock, rate_limit=limit)
+    async with sim.serve() as url:
+        replies = [await fetch(http, "GET", f"{url}/fine-tunes/ft-none") for _ in range(4)]
+    statuses = [reply.status for reply in replies]
+    assert statuses[-1] == 429
+    assert set(statuses[:3]) <= {404, 503}
+    assert 503 in statuses
+    remaining = [reply.headers["x-ratelimit-remaining"] for reply in replies]
+    assert remaining == ["2", "1", "0", "0"]
+    assert all(reply.headers["x-ratelimit-limit"] == "3" for reply in replies)
+    assert all(float(reply.headers["x-ratelimit-reset"]) == 60 for reply in replies)
+    assert sim.rate_limited == 1
+
+
+async def test_no_limit_no_headers(url: str, http: aiohttp.ClientSession) -> None:
+    """Without a configured limit no x-ratelimit headers are sent."""
+    reply = await fetch(http, "GET", f"{url}/fine-tunes")
+    assert not any(name.lower().startswith("x-ratelimit") for name in reply.headers)
+
+
+# -- the command line's options, and serving to synchronous clients ------------------------
+
+
+def test_command_line_options_build_the_simulator() -> None:
+    """--job, --api-key KEY=PROJECT and the rate options shape the served simulator."""
+    from finetune_ops.testing.__main__ import _parser, _simulator
+
+    parser = _parser("prog", {})
+    argv = "--job ft-a:completed --job ft-b --api-key k1=team-1 --api-key k2 --jobs 2"
+    argv += " --rate-limit 10 --rate-counting sliding --rate-schedule 0:10,5:0"
+    args = parser.parse_args([*argv.split(), "--capacity-short", "0.1"])
+    sim = _simulator(args)
+    assert sim.job_ids()[:2] == ["ft-a", "ft-b"]
+    assert (sim.status("ft-a"), sim.status("ft-b")) == ("completed", "running")
+    assert len(sim) == 4
+    limiter = sim._limiter
+    assert limiter is not None
+    assert limiter.limit.window is Window.SLIDING
+    assert limiter.limit.schedule == ((0.0, 10), (5.0, 0))
+    assert parser.parse_args([]).port == 0
+    assert _parser("prog", {"port": 8080}).parse_args([]).port == 8080
+    with pytest.raises(ValueError, match="need --rate-limit"):
+        _simulator(parser.parse_args(["--capacity-short", "0.2"]))
+    with pytest.raises(ValueError, match="T:N"):
+        _simulator(parser.parse_args(["--rate-limit", "1", "--rate-schedule", "5"]))
+
+
+def test_printed_lines_name_each_clients_base_url() -> None:
+    """The /v1 root for finetune-ops and SDK 1.x first; the bare root for SDK 3.x."""
+    from finetune_ops.testing.__main__ import client_lines
+
+    lines = client_lines("http://127.0.0.1:9/v1", keyed=False)
+    assert lines[0] == "export TOGETHER_BASE_URL=http://127.0.0.1:9/v1"
+    assert "#   export TOGETHER_BASE_URL=http://127.0.0.1:9" in lines
+    assert any("TOGETHER_API_KEY" in line for line in lines)
+    assert not any("TOGETHER_API_KEY" in line for line in client_lines("http://h/v1", keyed=True))
+
+
+def test_serve_in_thread_answers_a_blocking_client() -> None:
+    """serve_in_thread() serves from its own loop, so a synchronous client can call it."""
+    sim = Simulator(clock=ManualClock())
+    job_id = sim.add_job("running", id="ft-sync")
+    with sim.serve_in_thread() as base_url:
+        with urllib.request.urlopen(f"{base_url}/fine-tunes/{job_id}", timeout=30) as answer:
+            assert json.loads(answer.read())["status"] == "running"
+        sim.advance(10_000)
+        with urllib.request.urlopen(f"{base_url}/fine-tunes/{job_id}", timeout=30) as answer:
+            assert json.loads(answer.read())["status"] == "completed"
+    assert sim.base_url is None
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeError, match="did not start"), sim.serve_in_thread(port=port):
+            pass
+
+
+def test_no_wait_retry_keeps_attempts_and_drops_waits() -> None:
+    """NO_WAIT_RETRY retries as often as the default policy, without waiting."""
+    from finetune_ops import DEFAULT_RETRY
+    from finetune_ops.testing import NO_WAIT_RETRY
+
+    assert (NO_WAIT_RETRY.wait_initial, NO_WAIT_RETRY.wait_max, NO_WAIT_RETRY.wait_jitter) == (
+        0,
+        0,
+        0,
+    )
+    assert NO_WAIT_RETRY.attempts == DEFAULT_RETRY.attempts

@@ -481,47 +481,28 @@ def _simulation_options(*, fault_rate: float) -> Callable[[F], F]:
     return decorate
 
 
-@cli.command()
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8080,
-    show_default=True,
-    help="Port to listen on (0 picks a free one).",
+@cli.command(
+    add_help_option=False,
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--jobs",
-    type=click.IntRange(min=0),
-    default=20,
-    show_default=True,
-    help="Active jobs (pending, queued, running) to start with.",
-)
-@_simulation_options(fault_rate=0.0)
+@click.argument("options", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def simulate(
-    ctx: click.Context,
-    port: int,
-    host: str,
-    jobs: int,
-    fault_rate: float,
-    seed: int,
-    cancel_delay: float,
-) -> None:
+def simulate(ctx: click.Context, options: tuple[str, ...]) -> None:
     """Serve a simulated Together fine-tunes API until Ctrl-C.
 
-    It prints its base URL and the line to export so that the other commands use it:
+    Its options are listed by `finetune-ops simulate --help`. It prints its base
+    URL and the lines to export so that the other commands (and the official
+    SDKs) use it:
 
     \b
       finetune-ops simulate --jobs 100 --fault-rate 0.05
       export TOGETHER_BASE_URL=http://127.0.0.1:8080/v1
     """
+    # The options are those of `python -m finetune_ops.testing`, defined there once.
     from finetune_ops.testing.__main__ import main as serve
 
-    arguments = ["--host", host, "--port", str(port), "--jobs", str(jobs)]
-    arguments += ["--fault-rate", str(fault_rate), "--seed", str(seed)]
-    arguments += ["--cancel-delay", str(cancel_delay)]
-    ctx.exit(serve(arguments))
+    defaults = {"port": 8080, "jobs": 20}
+    ctx.exit(serve(list(options), prog="finetune-ops simulate", defaults=defaults))
 
 
 @cli.command()

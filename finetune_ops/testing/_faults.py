@@ -21,7 +21,21 @@ from typing import NamedTuple
 import attrs
 
 #: Endpoint names, as used by counters, fault scripts and the fault log.
-ENDPOINTS: tuple[str, ...] = ("create", "list", "retrieve", "cancel", "events")
+ENDPOINTS: tuple[str, ...] = (
+    "create",
+    "list",
+    "retrieve",
+    "cancel",
+    "events",
+    "delete",
+    "checkpoints",
+    "metrics",
+    "download",
+    "estimate_price",
+    "model_limits",
+    "supported_models",
+    "whoami",
+)
 
 
 class FaultKind(enum.StrEnum):

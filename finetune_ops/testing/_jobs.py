@@ -14,6 +14,8 @@ import random
 from collections.abc import Mapping
 from typing import Any, Final
 
+from ._models import MODELS, BaseModel
+
 #: Keys of the truncated job (list, create, cancel) that a template provides.
 TRUNCATED_KEYS: Final = frozenset(
     {
@@ -45,6 +47,8 @@ TRUNCATED_KEYS: Final = frozenset(
         "hf_model_revision",
     }
 )
+#: Keys of a create request that only the full job (retrieve) shows.
+FULL_ONLY_KEYS: Final = frozenset({"multimodal_params"})
 #: Keys the simulator computes from a job's state; they cannot be preset.
 STATE_KEYS: Final = frozenset(
     {
@@ -59,19 +63,11 @@ STATE_KEYS: Final = frozenset(
         "epochs_completed",
         "queue_depth",
         "model_output_name",
+        "adapter_output_name",
         "model_output_path",
     }
 )
 
-# (model name, parameter count): a few base models of different sizes.
-_MODELS: Final = (
-    ("meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", 8_030_261_248),
-    ("meta-llama/Llama-3.2-3B-Instruct", 3_212_749_824),
-    ("Qwen/Qwen2.5-7B-Instruct", 7_615_616_512),
-    ("Qwen/Qwen2.5-14B-Instruct", 14_770_033_664),
-    ("mistralai/Mistral-7B-Instruct-v0.2", 7_241_732_096),
-    ("google/gemma-2-9b-it", 9_241_705_984),
-)
 _SUFFIXES: Final = ("support-bot", "sql-helper", "sweep-a", "sweep-b", "summarizer", "eval-run")
 _PROJECTS: Final = ("", "", "ft-sweeps", "assistants")
 _LORA_MODULES: Final = ("all-linear", "q_proj,k_proj,v_proj,o_proj")
@@ -137,6 +133,17 @@ class Template:
             (truncated if key in TRUNCATED_KEYS else full_extra)[key] = value
         return Template(truncated, full_extra)
 
+    def adapter_name(self, job_id: str) -> str | None:
+        """The name of a LoRA job's standalone adapter (None for full training).
+
+        Not in the public spec, but SDK 3.x requires the key (null allowed) in
+        a created job when it validates strictly.
+        """
+        training_type = self.truncated.get("training_type")
+        if isinstance(training_type, dict) and training_type.get("type") == "Lora":
+            return f"{self.output_name(job_id)}-adapter"
+        return None
+
     def output_name(self, job_id: str) -> str:
         """The name the fine-tuned model gets, like the service's owner/model-suffix-id."""
         base = self.model.rsplit("/", 1)[-1]
@@ -148,9 +155,10 @@ def _int(value: Any, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
-def make_template(rng: random.Random, request: Mapping[str, Any] | None = None) -> Template:
-    """Settings drawn from `rng`, with the fields of a create request taking precedence."""
-    model, param_count = rng.choice(_MODELS)
+def make_template(rng: random.Random) -> Template:
+    """Settings drawn from `rng`, for preloaded jobs."""
+    base = rng.choice(MODELS)
+    model, param_count = base.name, base.param_count
     n_epochs = rng.choice((1, 2, 3, 4))
     token_count = rng.randrange(500_000, 40_000_000)
     lora = rng.random() < 0.6
@@ -218,113 +226,68 @@ def make_template(rng: random.Random, request: Mapping[str, Any] | None = None) 
     }
     if project:
         full_extra["wandb_url"] = f"https://wandb.ai/{_OWNER}/{project}"
-    if request:
-        fields = dict(request)
-        if "train_on_inputs" in fields:
-            full_extra["train_on_inputs"] = fields.pop("train_on_inputs")
-        truncated.update(fields)
     if truncated.get("n_evals"):
         truncated.setdefault("validation_file", "file-" + random_uuid(rng))
-    truncated["total_price"] = _price(truncated, param_count)
+    truncated["total_price"] = price(truncated, base)
     return Template(truncated, full_extra)
 
 
-def _price(fields: Mapping[str, Any], param_count: int) -> int:
-    # Whole US cents, as an integer like the service's: tokens x epochs x a size rate.
+def created_template(rng: random.Random, settings: Mapping[str, Any], base: BaseModel) -> Template:
+    """The template of a job made by a create request whose `settings` are complete.
+
+    Only what the service learns from the training file itself (its token and
+    line counts) is drawn from `rng`; every setting is the request's.
+    """
+    token_count = rng.randrange(500_000, 40_000_000)
+    truncated: dict[str, Any] = {
+        "user_id": "user-" + random_uuid(rng).replace("-", "")[:16],
+        **{key: value for key, value in settings.items() if key in TRUNCATED_KEYS},
+        "token_count": token_count,
+    }
+    truncated["total_price"] = price(truncated, base)
+    method = settings.get("training_method", {})
+    full_extra: dict[str, Any] = {
+        "trainingfile_numlines": token_count // rng.randrange(300, 1200),
+        "trainingfile_size": token_count * 4,
+        "param_count": base.param_count,
+        "train_on_inputs": method.get("train_on_inputs", "auto"),
+        "eval_steps": 0,
+        **{key: value for key, value in settings.items() if key in FULL_ONLY_KEYS},
+    }
+    project = settings.get("wandb_project_name")
+    if project:
+        full_extra["wandb_url"] = f"https://wandb.ai/{_OWNER}/{project}"
+    return Template(truncated, full_extra)
+
+
+#: `total_price` is in nanodollars (1e-9 USD), the unit the official SDKs read it in.
+NANODOLLARS_PER_DOLLAR: Final = 1_000_000_000
+
+
+def price(fields: Mapping[str, Any], base: BaseModel) -> int:
+    """Tokens x epochs x the model's rate, in whole nanodollars."""
     tokens = _int(fields.get("token_count"), 0) * max(1, _int(fields.get("n_epochs"), 1))
-    rate_per_million = 0.48 if param_count < 10_000_000_000 else 1.2
-    return math.ceil(tokens / 1_000_000 * rate_per_million * 100)
+    dollars = tokens / 1_000_000 * base.price_per_million_tokens
+    return math.ceil(dollars * NANODOLLARS_PER_DOLLAR)
 
 
-class RequestError(ValueError):
-    """A create request the simulated API refuses with a 400."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def parse_create(body: Any) -> dict[str, Any]:
-    """The accepted fields of a create request body, checked like the service would."""
-    if not isinstance(body, dict):
-        raise RequestError("The request body must be a JSON object.")
-    for key in ("model", "training_file"):
-        value = body.get(key)
-        if not isinstance(value, str) or not value:
-            raise RequestError(f"'{key}' is required and must be a non-empty string.", key)
-    accepted: dict[str, Any] = {"model": body["model"], "training_file": body["training_file"]}
-    for key in ("validation_file", "suffix", "wandb_project_name", "wandb_name"):
-        if key in body and body[key] is not None:
-            if not isinstance(body[key], str):
-                raise RequestError(f"'{key}' must be a string.", key)
-            accepted[key] = body[key]
-    for key, minimum in (("n_epochs", 1), ("n_checkpoints", 1), ("n_evals", 0)):
-        if key in body and body[key] is not None:
-            if not _is_int(body[key]) or body[key] < minimum:
-                raise RequestError(f"'{key}' must be an integer >= {minimum}.", key)
-            accepted[key] = body[key]
-    for key in ("learning_rate", "warmup_ratio", "max_grad_norm", "weight_decay"):
-        if key in body and body[key] is not None:
-            if not _is_number(body[key]) or body[key] < 0:
-                raise RequestError(f"'{key}' must be a non-negative number.", key)
-            accepted[key] = body[key]
-    batch_size = body.get("batch_size")
-    if batch_size is not None and batch_size != "max":
-        if not _is_int(batch_size) or batch_size < 1:
-            raise RequestError("'batch_size' must be a positive integer or 'max'.", "batch_size")
-        accepted["batch_size"] = batch_size
-    accepted.update(_parse_training(body))
-    return accepted
-
-
-def _parse_training(body: Mapping[str, Any]) -> dict[str, Any]:
-    accepted: dict[str, Any] = {}
-    training_type = body.get("training_type")
-    if training_type is not None:
-        kind = training_type.get("type") if isinstance(training_type, dict) else None
-        if kind == "Full":
-            accepted["training_type"] = {"type": "Full"}
-        elif kind == "Lora":
-            rank = training_type.get("lora_r", 8)
-            alpha = training_type.get("lora_alpha", rank * 2 if _is_int(rank) else 16)
-            if not (_is_int(rank) and _is_int(alpha) and rank > 0 and alpha > 0):
-                raise RequestError("'lora_r' and 'lora_alpha' must be positive integers.", "lora_r")
-            accepted["training_type"] = {
-                "type": "Lora",
-                "lora_r": rank,
-                "lora_alpha": alpha,
-                "lora_dropout": training_type.get("lora_dropout", 0.0),
-                "lora_trainable_modules": training_type.get("lora_trainable_modules", "all-linear"),
-            }
-        else:
-            raise RequestError("'training_type.type' must be 'Full' or 'Lora'.", "training_type")
-    method = body.get("training_method")
-    if method is not None:
-        if not isinstance(method, dict) or method.get("method") not in ("sft", "dpo"):
-            raise RequestError(
-                "'training_method.method' must be 'sft' or 'dpo'.", "training_method"
-            )
-        chosen = dict(method)
-        if chosen["method"] == "sft":
-            chosen.setdefault("train_on_inputs", "auto")
-        accepted["training_method"] = chosen
-    train_on_inputs = body.get("train_on_inputs")
-    if train_on_inputs is not None:
-        if train_on_inputs != "auto" and not isinstance(train_on_inputs, bool):
-            raise RequestError(
-                "'train_on_inputs' must be true, false or 'auto'.", "train_on_inputs"
-            )
-        accepted["train_on_inputs"] = train_on_inputs
-    return accepted
-
+#: How the event types of the spec are named in the older style that SDK 1.x
+#: validates against (upper case, and one word order of its own).
+LEGACY_EVENT_TYPES: Final[Mapping[str, str]] = {
+    "job_pending": "JOB_PENDING",
+    "job_start": "JOB_START",
+    "job_stopped": "JOB_STOPPED",
+    "training_start": "TRAINING_START",
+    "epoch_complete": "EPOCH_COMPLETE",
+    "training_complete": "TRAINING_COMPLETE",
+    "model_compressing": "COMPRESSING_MODEL",
+    "model_compression_complete": "MODEL_COMPRESSION_COMPLETE",
+    "model_uploading": "MODEL_UPLOADING",
+    "model_upload_complete": "MODEL_UPLOAD_COMPLETE",
+    "job_complete": "JOB_COMPLETE",
+    "job_error": "JOB_ERROR",
+    "cancel_requested": "CANCEL_REQUESTED",
+}
 
 # What a job says when it enters a status: (event type, level, message) in order.
 ENTRY_EVENTS: Final[Mapping[str, tuple[tuple[str, str, str], ...]]] = {

@@ -120,6 +120,16 @@ def rate_limited(wait: float) -> web.Response:
     return response
 
 
+def short_of_capacity() -> web.Response:
+    """The 503 of a service short of capacity while the caller is within its rate."""
+    return error_response(
+        503,
+        "The service is short of capacity right now; retry shortly.",
+        "server_error",
+        code="service_unavailable",
+    )
+
+
 def truncate(body: bytes) -> bytes:
     """A proper prefix of a JSON document, which is never itself valid JSON here.
 

@@ -13,12 +13,20 @@ import itertools
 import json
 import math
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from ._clock import Clock, TimestampFormatter, epoch_of
-from ._jobs import ENTRY_EVENTS, Template, make_template, random_uuid
+from ._jobs import (
+    ENTRY_EVENTS,
+    LEGACY_EVENT_TYPES,
+    Template,
+    created_template,
+    make_template,
+    random_uuid,
+)
 from ._lifecycle import TERMINAL, Lifecycle, history, next_status
+from ._models import BaseModel
 
 _POOL_SIZE: Final = 16
 _POST_TRAINING: Final = frozenset({"compressing", "uploading", "completed"})
@@ -38,15 +46,20 @@ class Job:
         "gen",
         "id",
         "next_at",
+        "owner",
         "started",
         "status",
         "template",
         "updated",
     )
 
-    def __init__(self, job_id: str, template: Template, created: float) -> None:
+    def __init__(
+        self, job_id: str, template: Template, created: float, owner: str | None = None
+    ) -> None:
         self.id = job_id
         self.template = template
+        #: The project the job belongs to; None: every caller's.
+        self.owner = owner
         self.status = ""
         self.created = created
         self.updated = created
@@ -63,8 +76,11 @@ class Job:
 class JobStore:
     """All jobs of the simulated account, advanced lazily from `clock`."""
 
-    def __init__(self, clock: Clock, lifecycle: Lifecycle, seed: int) -> None:
+    def __init__(
+        self, clock: Clock, lifecycle: Lifecycle, seed: int, *, legacy_events: bool = False
+    ) -> None:
         self.clock = clock
+        self._event_names: Mapping[str, str] = LEGACY_EVENT_TYPES if legacy_events else {}
         self.lifecycle = lifecycle
         self._random = random.Random(seed)
         self._stamp = TimestampFormatter(epoch_of(clock))
@@ -141,21 +157,31 @@ class JobStore:
             if job_id not in self._jobs:
                 return job_id
 
-    def create(self, fields: Mapping[str, Any]) -> Job:
-        """A new pending job from a create request's (already checked) fields."""
+    def create(self, settings: Mapping[str, Any], base: BaseModel, owner: str | None = None) -> Job:
+        """A new pending job from a create request's checked, complete settings."""
         now = self.advance()
-        job = Job(self._new_id(), make_template(self._random, fields), now)
+        template = created_template(self._random, settings, base)
+        job = Job(self._new_id(), template, now, owner)
         self._jobs[job.id] = job
         self._enter(job, "pending", now)
         return job
 
-    def add(self, status: str, fields: Mapping[str, Any] | None = None) -> Job:
+    def add(
+        self,
+        status: str,
+        fields: Mapping[str, Any] | None = None,
+        *,
+        job_id: str | None = None,
+        owner: str | None = None,
+    ) -> Job:
         """A job that is already in `status`, with the events that led there."""
+        if job_id is not None and job_id in self._jobs:
+            raise ValueError(f"a job with id {job_id!r} already exists")
         now = self.advance()
         template = self._pool[self._random.randrange(_POOL_SIZE)]
         if fields:
             template = template.with_overrides(fields)
-        job = Job(self._new_id(), template, now)
+        job = Job(self._new_id() if job_id is None else job_id, template, now, owner)
         self._jobs[job.id] = job
         past = history(status)
         for step in past[:-1]:
@@ -168,17 +194,29 @@ class JobStore:
         self._enter(job, status, now)
         return job
 
-    def add_many(self, count: int, statuses: Sequence[str]) -> list[str]:
+    def add_many(self, count: int, statuses: Sequence[str], owner: str | None = None) -> list[str]:
         """`count` jobs whose statuses cycle through `statuses`."""
         cycle = itertools.cycle(statuses)
-        return [self.add(next(cycle)).id for _ in range(count)]
+        return [self.add(next(cycle), owner=owner).id for _ in range(count)]
 
     # -- reading and changing jobs ------------------------------------------
 
-    def get(self, job_id: str) -> Job | None:
-        """The job, brought up to date, or None if there is no such id."""
+    def get(self, job_id: str, owner: str | None = None) -> Job | None:
+        """The job, brought up to date, or None if there is no such id.
+
+        With `owner`, a job of another project is None too: to its caller it
+        does not exist.
+        """
         self.advance()
-        return self._jobs.get(job_id)
+        job = self._jobs.get(job_id)
+        if job is None or not visible(job, owner):
+            return None
+        return job
+
+    def delete(self, job: Job) -> None:
+        """Forget `job`: it is gone from list, retrieve and everything else."""
+        job.gen += 1  # its pending transition, if any, no longer applies
+        del self._jobs[job.id]
 
     def cancel(self, job: Job) -> bool:
         """Ask `job` to stop; False if it has already finished."""
@@ -222,11 +260,24 @@ class JobStore:
             job.fragment = fragment
         return fragment
 
-    def list_json(self) -> bytes:
-        """Every job, truncated, as the list endpoint's JSON."""
+    def created_json(self, job: Job) -> bytes:
+        """The truncated job as create answers it: with its adapter's name.
+
+        Only create carries `adapter_output_name` (SDK 3.x requires it there);
+        lists stay as lean as the spec's truncated job.
+        """
+        created = json.loads(self.truncated_json(job))
+        created["adapter_output_name"] = job.template.adapter_name(job.id)
+        return json.dumps(created).encode()
+
+    def list_json(self, owner: str | None = None) -> bytes:
+        """Every job (of `owner`'s project, if given), truncated, as the list endpoint's JSON."""
         self.advance()
         render = self.truncated_json
-        parts = [render(job) for job in self._jobs.values()]
+        jobs: Iterable[Job] = self._jobs.values()
+        if owner is not None:
+            jobs = (job for job in jobs if visible(job, owner))
+        parts = [render(job) for job in jobs]
         if not parts:
             return b'{"data":[]}'
         # One join, wrapper included: the body can be ~100 MB for 100k jobs, and
@@ -250,6 +301,7 @@ class JobStore:
         if job.started is not None:
             out["started_at"] = stamp(job.started)
         out["model_output_name"] = template.output_name(job.id)
+        out["adapter_output_name"] = template.adapter_name(job.id)
         if job.status == "completed":
             out["model_output_path"] = self.model_path(job)
         out.update(template.truncated)
@@ -264,13 +316,14 @@ class JobStore:
         """The job's events, oldest first, in the spec's event shape."""
         template = job.template
         stamp = self._stamp
+        names = self._event_names
         return [
             {
                 "object": "fine-tune-event",
                 "created_at": stamp(at),
                 "level": level,
                 "message": message,
-                "type": kind,
+                "type": names.get(kind, kind),
                 "param_count": template.param_count,
                 "token_count": template.token_count,
                 "total_steps": template.total_steps,
@@ -283,6 +336,70 @@ class JobStore:
             }
             for at, kind, level, message, step, path in sorted(job.events, key=_event_time)
         ]
+
+    def trained(self, job: Job) -> float:
+        """The share of its training (0 to 1) the job has done by now."""
+        now = self.clock.now()
+        if job.status in _POST_TRAINING:
+            return 1.0
+        if job.status == "running" and job.started is not None:
+            duration = self.lifecycle.running
+            if math.isinf(duration) or duration <= 0:
+                return 0.0
+            return min(1.0, (now - job.started) / duration)
+        return job.epochs / job.template.n_epochs
+
+    def checkpoints(self, job: Job) -> list[dict[str, Any]]:
+        """The job's saved checkpoints, oldest first, in the spec's checkpoint shape.
+
+        `n_checkpoints` are saved evenly through training, the last of them
+        being the final model, which exists once the job has completed.
+        """
+        template = job.template
+        count = max(1, _setting(template, "n_checkpoints", 1))
+        done = self.trained(job)
+        started = job.started if job.started is not None else job.created
+        out = []
+        for index in range(1, count + 1):
+            share = index / count
+            final = index == count
+            if share > done or (final and job.status != "completed"):
+                break
+            step = math.ceil(template.total_steps * share)
+            out.append(
+                {
+                    "step": step,
+                    "created_at": self._stamp(started + share * self.lifecycle.running),
+                    "path": self.model_path(job) if final else self.checkpoint_path(job, step),
+                    "checkpoint_type": "Final" if final else f"Intermediate (step {step})",
+                }
+            )
+        return out
+
+    def checkpoint_path(self, job: Job, step: int) -> str:
+        """Where the simulated service keeps the job's checkpoint at `step`."""
+        return f"s3://finetune-sim/checkpoints/{job.id}/step-{step}"
+
+    def metrics(self, job: Job, first_step: int, last_step: int) -> list[dict[str, float]]:
+        """Training loss and learning rate at up to 50 steps trained so far, in order."""
+        template = job.template
+        reached = math.floor(template.total_steps * self.trained(job))
+        if reached < 1:
+            return []
+        stride = max(1, math.ceil(template.total_steps / 50))
+        rate = float(template.truncated.get("learning_rate") or 1e-5)
+        out = []
+        for step in range(stride, reached + 1, stride):
+            if first_step <= step <= last_step:
+                progress = step / template.total_steps
+                out.append(
+                    {
+                        "train/loss": round(2.0 * math.exp(-2.5 * progress) + 0.3, 6),
+                        "train/learning_rate": rate * (1 - progress),
+                        "train/global_step": float(step),
+                    }
+                )
+        return out
 
     def _epochs(self, job: Job, now: float) -> int:
         total = job.template.n_epochs
@@ -303,6 +420,16 @@ class JobStore:
         if job.status == "completed":
             return {"estimate_available": True, "seconds_remaining": 0}
         return {"estimate_available": False, "seconds_remaining": 0}
+
+
+def _setting(template: Template, key: str, default: int) -> int:
+    value = template.truncated.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def visible(job: Job, owner: str | None) -> bool:
+    """Whether a caller of project `owner` (None: any caller) sees `job`."""
+    return owner is None or job.owner is None or job.owner == owner
 
 
 def _event_time(event: Event) -> float:

@@ -1,9 +1,12 @@
 """pytest plugin: a served `Simulator` per test.
 
+It needs pytest and pytest-asyncio (`pip install 'finetune-ops[testing]'`).
 Enable it in your root conftest.py::
 
     pytest_plugins = ["finetune_ops.testing.pytest_plugin"]
 
+run pytest-asyncio in auto mode (in pyproject.toml, `[tool.pytest.ini_options]`
+`asyncio_mode = "auto"`; in strict mode, mark each test `@pytest.mark.asyncio`)
 and take the `finetune_simulator` fixture in an async test. It is a
 `Simulator` already serving on a loopback port, on a `ManualClock`, with its
 URL in `finetune_simulator.base_url`::
