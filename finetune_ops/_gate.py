@@ -67,7 +67,8 @@ class RateChanged:
     """The gate changed how it lets requests go.
 
     ``rate`` is the pacing rate in requests per second now in force (``None``:
-    unpaced), ``reason`` says why, in a few words.
+    unpaced; ``0.0``: every request held for now), ``reason`` says why, in a few
+    words.
     """
 
     rate: float | None
@@ -248,7 +249,7 @@ class RateGate:
             self._header_rate = None
             if self._paused_until < now + reset:
                 self._paused_until = now + reset
-                self._change(f"the account's budget is spent for {reset:.2f}s")
+                self._change(f"the account's budget is spent for {reset:.2f}s", held=True)
             return True
         self._header_rate = left / reset
         if was is None and self.rate == self._header_rate:
@@ -317,9 +318,9 @@ class RateGate:
         span = min(1.0, now - self._started)
         return len(self._sent) / span if span > 0.01 else float(len(self._sent))
 
-    def _change(self, reason: str, *, level: int = logging.INFO) -> None:
+    def _change(self, reason: str, *, level: int = logging.INFO, held: bool = False) -> None:
         self.reason = reason
-        change = RateChanged(rate=self.rate, reason=reason)
+        change = RateChanged(rate=0.0 if held else self.rate, reason=reason)
         self._changes.append(change)
         self._changed += 1
         rate = "unpaced" if change.rate is None else f"{change.rate:.1f} requests/s"

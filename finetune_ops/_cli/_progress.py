@@ -77,7 +77,12 @@ class Tracker:
 
     def paced(self, rate: float | None, reason: str) -> None:
         """The manager's rate gate changed: say so while it holds requests back."""
-        self.throttle = None if rate is None else f"paced at {rate:.0f}/s: {reason}"
+        if rate is None:
+            self.throttle = None
+        elif rate == 0:
+            self.throttle = f"holding requests: {reason}"
+        else:
+            self.throttle = f"paced at {rate:.0f}/s: {reason}"
         self.version += 1
 
     def parts(self) -> list[tuple[str, int, str]]:
