@@ -27,8 +27,8 @@ _SPACE = re.compile(r"[ \t\n\r]*")
 _OTHER_JSON = frozenset('["-0123456789tfn')  # how JSON that is not an object begins
 
 #: What a list says of the watched jobs: the records (or errors) of those whose
-#: status moved, and every watched id it has an entry for.
-Changes = tuple[dict[str, FineTuneJob | InvalidResponseError], set[str]]
+#: status moved, every watched id it has an entry for, and how many entries it had.
+Changes = tuple[dict[str, FineTuneJob | InvalidResponseError], set[str], int]
 
 
 def _skip(text: str, pos: int) -> int:
@@ -97,7 +97,9 @@ def parse_changes(text: str, known: Mapping[str, str | None]) -> Changes:
     """
     changed: dict[str, FineTuneJob | InvalidResponseError] = {}
     mentioned: set[str] = set()
+    size = 0
     for entry in entries(text):
+        size += 1
         if type(entry) is not dict:
             continue
         job_id = entry.get("id")
@@ -114,4 +116,4 @@ def parse_changes(text: str, known: Mapping[str, str | None]) -> Changes:
                 status_code=200,
                 transient=False,
             )
-    return changed, mentioned
+    return changed, mentioned, size

@@ -6,6 +6,11 @@ the account), and only ids missing from it are fetched one by one; with few,
 each is fetched with ``GET /fine-tunes/{id}``. Records are structured only for
 jobs whose status moved, since the list may hold thousands of unrelated jobs.
 
+The list holds every job the account ever ran, so with few jobs watched among
+many (50 among 200,000), reading it costs more than a GET each: the poller
+compares the last list's size with the jobs waiting and fetches each job when
+that is cheaper.
+
 A look is never retried on its own: the next tick is its retry. A list that
 keeps failing (three ticks in a row, or once in a way that asking again cannot
 change) is set aside for a while and every job is fetched on its own; then the
@@ -44,6 +49,8 @@ _LIST_FAILURES: Final = 3
 #: Ticks without the list after it failed; doubled each time it fails again.
 _LIST_REST: Final = 8
 _LIST_REST_MAX: Final = 64
+#: List entries that cost the client about as much to read as one GET of a job.
+_ENTRIES_PER_GET: Final = 50
 
 
 class Poller:
@@ -74,6 +81,8 @@ class Poller:
         self._list_failures = 0  # failed list ticks in a row
         self._list_rest = _LIST_REST  # ticks to go without the list after its next failure
         self._without_list = 0  # ticks left before the list is tried again
+        self._list_size: int | None = None  # entries in the last list read
+        self._by_cost: bool | None = None  # the last choice made by cost: list or not
 
     @property
     def waiting(self) -> int:
@@ -142,13 +151,26 @@ class Poller:
         if self._without_list:
             self._without_list -= 1
             return False
-        return True
+        # The list holds every job of the account: with few watched among many,
+        # a GET each costs less than reading it all.
+        cheaper = self._list_size is None or self._list_size <= _ENTRIES_PER_GET * waiting
+        if cheaper != self._by_cost:
+            self._by_cost = cheaper
+            logger.debug(
+                "polling %d jobs with %s (the last list had %s entries)",
+                waiting,
+                "the job list" if cheaper else "one GET each",
+                "unknown" if self._list_size is None else self._list_size,
+            )
+        return cheaper
 
     async def _poll_list(self, entries: list[Entry]) -> list[Entry]:
         """One list request for all; returns the entries to fetch one by one."""
         known = {e.job_id: (e.job.status if e.job is not None else None) for e in entries}
         try:
-            changed, mentioned = await self._api.list_changes(known, retry=_ONE_LOOK)
+            changed, mentioned, self._list_size = await self._api.list_changes(
+                known, retry=_ONE_LOOK
+            )
         except (AuthenticationError, PermissionDeniedError) as error:
             await self._ledger.refused(None, error)  # the list is the key's: halts
             raise  # not reached
@@ -227,7 +249,7 @@ async def look_once(
     rest = unique
     if len(unique) > policy.batch_threshold:
         try:
-            changed, _ = await api.list_changes(dict.fromkeys(unique), retry=_ONE_LOOK)
+            changed, _, _ = await api.list_changes(dict.fromkeys(unique), retry=_ONE_LOOK)
         except AuthenticationError:
             raise
         except FinetuneOpsError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -640,3 +641,21 @@ async def test_a_refused_cancel_is_reported_with_the_refusal(serve_app: ServeApp
     assert result.status == "running"
     assert not result.cancel_sent
     assert not isinstance(result.error, APIConnectionError)
+
+
+async def test_few_watched_among_many_are_fetched_each(
+    serve_app: ServeApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ten jobs watched in an account of 2,000: after one list, a GET each is the cheaper look."""
+    caplog.set_level(logging.DEBUG, logger="finetune_ops")
+    api = FakeAPI({**running(10), **{f"ft-old-{i}": "completed" for i in range(2_000)}})
+    watched = [f"ft-{i}" for i in range(10)]
+    async with serve_app(api.app()) as url, manager(url) as jobs:
+        task = asyncio.create_task(jobs.wait_many(watched, timeout=30))
+        await api.until("retrieve", 30)
+        lists = api.counts["list"]
+        api.jobs.update(dict.fromkeys(watched, "completed"))
+        report = await task
+    assert report.by_status == {"completed": 10}
+    assert lists == 1  # one list to learn its size; from then on, GETs
+    assert "with one GET each (the last list had 2010 entries)" in caplog.text
