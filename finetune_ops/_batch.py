@@ -22,13 +22,11 @@ from collections.abc import AsyncGenerator, Iterable
 from ._api import FineTunesAPI
 from ._errors import (
     ActiveJobError,
-    AuthenticationError,
     BadRequestError,
     FinetuneOpsError,
     InvalidJobIdError,
     InvalidResponseError,
     NotFoundError,
-    PermissionDeniedError,
 )
 from ._events import Emit, JobFinished
 from ._ids import check_job_id
@@ -206,10 +204,8 @@ class Batch:
         to_cancel = []
         for entry in entries:
             look = looks[entry.job_id]
-            if isinstance(look, AuthenticationError | PermissionDeniedError):
-                await ledger.refused(entry, look)
-            elif isinstance(look, FinetuneOpsError):
-                await ledger.finish(entry, look)
+            if isinstance(look, FinetuneOpsError):
+                await ledger.failed(entry, look)
             else:
                 await ledger.update(entry, look)
                 if look.status.is_terminal:
@@ -233,11 +229,8 @@ class Batch:
                 await self._api.delete(entry.job_id, call=entry)
             except NotFoundError:
                 entry.deleted = True  # gone since it was seen: what was asked
-            except (AuthenticationError, PermissionDeniedError) as error:
-                await ledger.refused(entry, error)
-                continue
             except FinetuneOpsError as error:
-                await ledger.finish(entry, error)
+                await ledger.failed(entry, error)
                 continue
             else:
                 entry.deleted = True
@@ -261,11 +254,8 @@ class Batch:
             # The API took the cancel; only its answer could not be read.
             entry.last_error = error
             job = None
-        except (AuthenticationError, PermissionDeniedError) as error:
-            await ledger.refused(entry, error)
-            return
         except FinetuneOpsError as error:
-            await ledger.finish(entry, error)
+            await ledger.failed(entry, error)
             return
         await ledger.accept(entry, job)
         await self._follow(entry, ledger, poller)

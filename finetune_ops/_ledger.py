@@ -108,6 +108,13 @@ class Ledger:
         if previous != job.status:
             await self._emit(StatusChanged(job_id=entry.job_id, previous=previous, job=job))
 
+    async def failed(self, entry: Entry, error: FinetuneOpsError) -> None:
+        """``entry``'s job fails with ``error``; a 401 or 403 may halt the batch (see refused)."""
+        if isinstance(error, AuthenticationError | PermissionDeniedError):
+            await self.refused(entry, error)
+        else:
+            await self.finish(entry, error)
+
     async def refused(
         self, entry: Entry | None, error: AuthenticationError | PermissionDeniedError
     ) -> None:

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from _clock import FakeClock
 from multidict import CIMultiDict
 
 from finetune_ops import JobManager, RateChanged, RateGate
 from finetune_ops._gate import Ticket
 
 NO_HEADERS: CIMultiDict[str] = CIMultiDict()
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(round(seconds, 6))
-        self.now += seconds
 
 
 def gate_on(clock: FakeClock, ceiling: float | None = None) -> RateGate:

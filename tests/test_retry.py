@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from _clock import FakeClock
 
 from finetune_ops import (
     APIConnectionError,
@@ -168,19 +169,6 @@ async def test_cancel_during_backoff_sleep_stops_at_once() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert attempt.calls == 1
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 async def test_deadline_counts_the_first_attempt() -> None:
