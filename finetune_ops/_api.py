@@ -1,8 +1,9 @@
 """The HTTP layer: one call per fine-tunes endpoint, each retried under a RetryPolicy.
 
 This is the only module that talks to aiohttp. Everything aiohttp, JSON or
-cattrs can raise is translated here into the error tree of ``_errors``, raised
-from the original, and every attempt passes through the manager-wide
+cattrs can raise is translated here into the error tree of ``_errors``, never
+chained to the original (aiohttp's exceptions hold the request's headers, the
+key among them), and every attempt passes through the manager-wide
 :class:`RateGate` and the concurrency limit.
 """
 
@@ -416,21 +417,17 @@ class FineTunesAPI:
         )
 
         async def attempt() -> T:
-            async with self._slots:
-                # The gate is passed holding a slot, so that nothing queued on the
-                # slots can slip out during a manager-wide wait.
-                ticket = await self.gate.acquire()
-                if call is not None:
-                    call.attempts += 1
-                try:
+            try:
+                async with self._slots:
+                    # The gate is passed holding a slot, so that nothing queued on the
+                    # slots can slip out during a manager-wide wait.
+                    ticket = await self.gate.acquire()
+                    if call is not None:
+                        call.attempts += 1
                     return await self._send(session, request, loads, ticket)
-                finally:
-                    if (
-                        self._on_event is not None
-                        and self.gate.changes_after(self._gate_changes_seen)[1]
-                        != self._gate_changes_seen
-                    ):
-                        await self._tell_gate_changes()
+            finally:
+                if self.gate.change_count != self._gate_changes_seen:
+                    await self._tell_gate_changes()  # outside the slot: listeners may be slow
 
         return await retrying(
             attempt,
