@@ -37,7 +37,7 @@ class Halted(Exception):
 class Entry(CallState):
     """One job of a batch: its last record, its HTTP attempts, and what became of its cancel."""
 
-    __slots__ = ("accepted", "deleted", "done", "job", "job_id", "last_error")
+    __slots__ = ("accepted", "deleted", "done", "due", "job", "job_id", "last_error", "looks")
 
     def __init__(self, job_id: str) -> None:
         super().__init__()
@@ -47,6 +47,8 @@ class Entry(CallState):
         self.done = False  # it has its result
         self.deleted = False  # the API deleted it (a delete batch)
         self.last_error: FinetuneOpsError | None = None  # the last one met while watching
+        self.due = 0.0  # when the poller looks at it next (the event loop's clock)
+        self.looks = 0  # how often the poller has looked at it
 
 
 class Ledger:

@@ -1,9 +1,14 @@
 """Watching the jobs of one batch until each is terminal, with as few requests as possible.
 
-Each tick looks at every job still waiting: with more than ``batch_threshold``
-of them, one ``GET /fine-tunes`` answers for all (the list holds every job of
-the account), and only ids missing from it are fetched one by one; with few,
-each is fetched with ``GET /fine-tunes/{id}``. Records are structured only for
+Each job has its own schedule: its first look comes one interval after its
+cancel was accepted (at once when it has no record yet), the next ones further
+apart as the policy says. A round happens when a job is due: with more than
+``batch_threshold`` jobs waiting, one ``GET /fine-tunes`` answers for all of
+them (the list holds every job of the account), and only due ids missing from
+it are fetched one by one; with few, each due job is fetched with
+``GET /fine-tunes/{id}``. Rounds are spaced out (a quarter interval at least,
+and four times what the last round took), so many jobs falling due one after
+another share a list request. Records are structured only for
 jobs whose status moved, since the list may hold thousands of unrelated jobs.
 
 The list holds every job the account ever ran, so with few jobs watched among
@@ -21,7 +26,9 @@ polling.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import random
 from typing import Final
 
@@ -75,9 +82,9 @@ class Poller:
         self._rng = rng or random.Random()
         self._waiting: dict[str, Entry] = {}
         self._wake = asyncio.Event()
-        self._unseen = 0  # entries added with no record yet: they are looked at at once
         self._closed = False
-        self._last_round = 0.0  # seconds the last poll round took
+        self._earliest = math.inf  # the earliest due look among the waiting
+        self._next_round = -math.inf  # no round before this: rounds are spaced out
         self._list_failures = 0  # failed list ticks in a row
         self._list_rest = _LIST_REST  # ticks to go without the list after its next failure
         self._without_list = 0  # ticks left before the list is tried again
@@ -89,12 +96,17 @@ class Poller:
         return len(self._waiting)
 
     def add(self, entry: Entry) -> None:
-        """Start watching a job; one with no record yet is looked at without delay."""
-        was_idle = not self._waiting
+        """Start watching a job: at once if it has no record yet, else one interval from now.
+
+        The first look is timed from when the job was added (its cancel accepted),
+        not from the batch's start, so the last jobs of a batch are not found late.
+        """
+        now = asyncio.get_running_loop().time()
+        entry.looks = 0
+        entry.due = now if entry.job is None else now + self._delay(0)
         self._waiting[entry.job_id] = entry
-        if entry.job is None:
-            self._unseen += 1
-        if was_idle or entry.job is None:
+        if entry.due < self._earliest:
+            self._earliest = entry.due
             self._wake.set()
 
     def close(self) -> None:
@@ -104,45 +116,47 @@ class Poller:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        tick = 0
         while self._waiting or not self._closed:
-            if not self._waiting:
-                await self._wake.wait()
-                self._wake.clear()
-                continue
-            wake_at = loop.time() + self._pause(tick)
-            while self._waiting and not self._unseen and loop.time() < wake_at:
-                try:
-                    async with asyncio.timeout_at(wake_at):
+            round_at = max(self._earliest, self._next_round) if self._waiting else math.inf
+            if loop.time() < round_at:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(None if math.isinf(round_at) else round_at):
                         await self._wake.wait()
-                except TimeoutError:
-                    break
                 self._wake.clear()
-            self._unseen = 0
+                continue  # an entry due earlier may have come meanwhile
             started = loop.time()
-            await self._poll_once()
-            self._last_round = loop.time() - started
-            tick += 1
+            await self._poll_once(started)
+            ended = loop.time()
+            # A round that itself takes long (a list of 100,000 jobs) is not repeated
+            # back to back: polling gets at most a fifth of the time.
+            self._next_round = ended + max(self._policy.interval / 4, 4 * (ended - started))
+            self._earliest = min((e.due for e in self._waiting.values()), default=math.inf)
 
-    def _pause(self, tick: int) -> float:
-        if self._unseen:
-            return 0.0
-        delay = self._policy.delay(tick)
+    def _delay(self, looks: int) -> float:
+        delay = self._policy.delay(looks)
         jitter = self._policy.jitter
         if jitter:
             delay *= 1.0 + self._rng.uniform(-jitter, jitter)
-        # A round that itself takes long (a list of 100,000 jobs) is not repeated
-        # back to back: polling gets at most about half of the time.
-        return max(delay, self._last_round)
+        return delay
 
-    async def _poll_once(self) -> None:
+    async def _poll_once(self, now: float) -> None:
+        """Look at the entries that are due: one list for all when there are many."""
         entries = list(self._waiting.values())
+        due = [entry for entry in entries if entry.due <= now]
+        for entry in due:
+            entry.looks += 1
+            entry.due = now + self._delay(entry.looks)
         if self._use_list(len(entries)):
-            entries = await self._poll_list(entries)
-        if entries:
+            # The list answers for every waiting job; of those it does not answer
+            # for, only the due ones are fetched on their own now.
+            due_ids = {entry.job_id for entry in due}
+            rest = [entry for entry in await self._poll_list(entries) if entry.job_id in due_ids]
+        else:
+            rest = due
+        if rest:
             # A task group, not gather: a halt in one look stops the others too.
             async with asyncio.TaskGroup() as group:
-                for entry in entries:
+                for entry in rest:
                     group.create_task(self._poll_one(entry))
 
     def _use_list(self, waiting: int) -> bool:

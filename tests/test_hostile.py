@@ -659,3 +659,35 @@ async def test_few_watched_among_many_are_fetched_each(
     assert report.by_status == {"completed": 10}
     assert lists == 1  # one list to learn its size; from then on, GETs
     assert "with one GET each (the last list had 2010 entries)" in caplog.text
+
+
+async def test_a_first_look_is_timed_from_acceptance(serve_app: ServeApp) -> None:
+    """A job accepted later is first looked at later, not in a round that began before it."""
+    api = FakeAPI({"ft-early": "running", "ft-late": "running"})
+    cancel, retrieve = api._cancel, api._retrieve
+    holding = False
+    late_seen_while_holding: list[bool] = []
+
+    async def slow_cancel(request: web.Request) -> web.StreamResponse:
+        if request.match_info["id"] == "ft-late":
+            await asyncio.sleep(0.1)  # accepted a tenth of a second after the other
+        return await cancel(request)
+
+    async def watch(request: web.Request) -> web.StreamResponse:
+        nonlocal holding
+        job_id = request.match_info["id"]
+        if job_id == "ft-late" and not late_seen_while_holding:
+            late_seen_while_holding.append(holding)
+        if job_id == "ft-early" and api.counts["retrieve"] == 1:
+            holding = True  # the early job's first look is answered slowly
+            await asyncio.sleep(0.3)
+            holding = False
+        return await retrieve(request)
+
+    api.on["cancel"] = slow_cancel
+    api.on["retrieve"] = watch
+    poll = PollPolicy(interval=0.3, growth=1.0, jitter=0)
+    async with serve_app(api.app()) as url, manager(url, poll=poll) as jobs:
+        report = await jobs.cancel_many(["ft-early", "ft-late"], wait=True, timeout=30)
+    assert report.by_status == {"cancelled": 2}
+    assert late_seen_while_holding == [False]  # not one round with the early job's look
