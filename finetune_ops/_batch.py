@@ -89,7 +89,8 @@ class Batch:
                 state.record_result(result)
             await self._emit(JobFinished(result=result))
             yield result
-        pending = [job_id for job_id in self._valid if state is None or job_id in state.pending]
+        waiting = None if state is None else set(state.pending)
+        pending = [job_id for job_id in self._valid if waiting is None or job_id in waiting]
         if not pending:
             return
         ledger = Ledger(
