@@ -91,10 +91,6 @@ class Poller:
         self._list_size: int | None = None  # entries in the last list read
         self._by_cost: bool | None = None  # the last choice made by cost: list or not
 
-    @property
-    def waiting(self) -> int:
-        return len(self._waiting)
-
     def add(self, entry: Entry) -> None:
         """Start watching a job: at once if it has no record yet, else one interval from now.
 

@@ -14,13 +14,12 @@ from finetune_ops import (
     JobManager,
     NotFoundError,
     PollPolicy,
-    RetryPolicy,
     WaitTimeoutError,
 )
-from finetune_ops.testing import FaultKind, FaultPlan, Lifecycle, Simulator
+from finetune_ops.testing import NO_WAIT_RETRY, FaultKind, FaultPlan, Lifecycle, Simulator
 
 FAST = {
-    "retry": RetryPolicy(wait_initial=0, wait_max=0, wait_jitter=0),
+    "retry": NO_WAIT_RETRY,
     "poll": PollPolicy(interval=0.01, growth=1.0, jitter=0),
 }
 

@@ -19,13 +19,12 @@ from finetune_ops import (
     JobManager,
     NotFoundError,
     PollPolicy,
-    RetryPolicy,
     WaitTimeoutError,
 )
-from finetune_ops.testing import Lifecycle, ManualClock, Simulator
+from finetune_ops.testing import NO_WAIT_RETRY, Lifecycle, ManualClock, Simulator
 
 FAST = {
-    "retry": RetryPolicy(wait_initial=0, wait_max=0, wait_jitter=0),
+    "retry": NO_WAIT_RETRY,
     "poll": PollPolicy(interval=0.01, growth=1.0, jitter=0),
 }
 
