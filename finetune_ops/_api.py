@@ -435,8 +435,12 @@ class FineTunesAPI:
             endpoint=endpoint,
             job_id=job_id,
             on_retry=self._on_event,
-            sleep=self._sleep,
+            sleep=self._backoff,
+            in_outage=lambda: self.gate.in_outage,
         )
+
+    async def _backoff(self, seconds: float) -> None:
+        await self.gate.backoff(seconds, self._sleep)
 
     async def _tell_gate_changes(self) -> None:
         changes, self._gate_changes_seen = self.gate.changes_after(self._gate_changes_seen)

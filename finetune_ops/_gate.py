@@ -27,7 +27,9 @@ The model is botocore's adaptive retry mode, made smoother and harder to fool:
   the account's rate.
 - **An outage is not a retry storm.** Ten requests in a row without an answer
   (or with a 5xx) start an outage: one probe request at a time, four a second
-  at most, while everything else waits; the first answer ends it.
+  at most, while everything else waits, retries included (their backoffs end,
+  and a failed try in an outage does not use up an attempt: the deadlines
+  decide); the first answer ends it, and everyone goes at once.
 
 Pacing is smooth and first in, first out: each request books the next slot,
 and a quiet spell never saves up a burst. Every decision reaches users as a
@@ -125,7 +127,8 @@ class RateGate:
         self._failures = 0  # requests in a row without an answer from the API
         self._probe_out = False
         self._next_probe = -math.inf
-        self._in_flight = 0
+        self._in_flight = 0  # requests sent and not yet answered
+        self._backing_off: set[asyncio.Future[None]] = set()  # retries waiting out a backoff
         self._sent: deque[float] = deque()  # send times of the last second
         self._changes: deque[RateChanged] = deque(maxlen=_CHANGES_KEPT)
         self._changed = 0  # changes so far
@@ -171,31 +174,59 @@ class RateGate:
 
     async def acquire(self) -> Ticket:
         """Wait until a request may be sent; hand the ticket back with its outcome."""
-        probe = False
         while True:
             now = self._clock()
             if (delay := self._paused_until - now) > 0:
                 await self._sleep(delay)
                 continue
-            if not self.in_outage:
-                break
-            if not self._probe_out and now >= self._next_probe:
-                self._probe_out = probe = True
-                self._next_probe = now + _PROBE_EVERY
-                break
-            await self._sleep(max(self._next_probe - now, _PROBE_EVERY))
-        self._step_up(now)
-        self._sent_rate(now)  # forgets sends older than a second
-        self._sent.append(now)
-        self._in_flight += 1
-        ticket = Ticket(self._epoch, probe)
-        rate = None if probe else self._pace(now)
-        if rate is not None:
+            if self.in_outage:
+                if not self._probe_out and now >= self._next_probe:
+                    self._next_probe = now + _PROBE_EVERY
+                    return self._send(now, probe=True)
+                await self._sleep(max(self._next_probe - now, _PROBE_EVERY))
+                continue
+            self._step_up(now)
+            rate = self._pace(now)
+            if rate is None:
+                return self._send(now, probe=False)
             slot = max(now, self._next_slot)
             self._next_slot = slot + 1.0 / rate
             if slot > now:
+                # Nothing is counted as sent before the slot: a cancelled wait leaves no trace,
+                # and the headers' budget is not spent by requests still waiting here.
                 await self._sleep(slot - now)
-        return ticket
+                now = self._clock()
+                if self._paused_until > now or self.in_outage:
+                    continue  # things changed while it waited for its slot
+            return self._send(now, probe=False)
+
+    def _send(self, now: float, *, probe: bool) -> Ticket:
+        self._sent_rate(now)  # forgets sends older than a second
+        self._sent.append(now)
+        self._in_flight += 1
+        self._probe_out = self._probe_out or probe
+        return Ticket(self._epoch, probe)
+
+    async def backoff(
+        self, seconds: float, sleep: Callable[[float], Awaitable[None]] | None = None
+    ) -> None:
+        """A failed request's wait before its retry; none while the API is down.
+
+        In an outage the retries wait in :meth:`acquire` instead, where one probe
+        at a time goes, and everyone goes as soon as the API answers again; an
+        outage that starts cuts short the backoffs already under way.
+        """
+        if seconds <= 0 or self.in_outage:
+            return
+        woken = asyncio.get_running_loop().create_future()
+        self._backing_off.add(woken)
+        sleeping = asyncio.ensure_future((sleep or self._sleep)(seconds))
+        try:
+            await asyncio.wait((sleeping, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._backing_off.discard(woken)
+            woken.cancel()
+            sleeping.cancel()
 
     def answered(self, ticket: Ticket, status: int, headers: Mapping[str, str]) -> None:
         """The API answered ``ticket``'s request with ``status``."""
@@ -233,6 +264,9 @@ class RateGate:
         self._failures += 1
         if self._failures == _OUTAGE:
             self._change(f"{_OUTAGE} requests in a row failed: probing the API")
+            for woken in self._backing_off:  # their retries now wait for the API instead
+                if not woken.done():
+                    woken.set_result(None)
 
     def _read_budget(self, headers: Mapping[str, str], now: float) -> bool:
         """Pace by what the headers say is left; True when they say nothing is."""

@@ -57,7 +57,8 @@ class RetryPolicy:
     """How one HTTP request is retried.
 
     - ``attempts``: tries in all, the first included (1 disables retrying). A
-      429 that said how long to wait does not count: only the deadline bounds those.
+      429 that said how long to wait does not count, nor a try that failed while
+      the rate gate sees an outage: only the deadlines bound those.
     - ``deadline``: seconds from before the first try after which no new try starts.
     - ``wait_initial``, ``wait_max``, ``wait_exp_base``: exponential backoff between
       tries, ``wait_initial * wait_exp_base ** n`` capped at ``wait_max``.

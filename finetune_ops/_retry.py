@@ -95,21 +95,28 @@ class _StopAtLimits(tenacity.stop.stop_base):
     first try, on ``clock``.
     """
 
-    def __init__(self, policy: RetryPolicy, started: float, clock: Clock) -> None:
+    def __init__(
+        self, policy: RetryPolicy, started: float, clock: Clock, in_outage: Callable[[], bool]
+    ) -> None:
         self._policy = policy
         self._started = started
         self._clock = clock
-        self._hinted = 0  # failed tries that were 429s with a hint
+        self._in_outage = in_outage
+        self._free = 0  # failed tries that do not count against the attempts
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         outcome = retry_state.outcome
         error = outcome.exception() if outcome is not None else None
-        if isinstance(error, RateLimitError) and error.retry_after is not None:
-            self._hinted += 1  # the server said when: only the deadline bounds these
-        if retry_state.attempt_number - self._hinted >= self._policy.attempts:
+        upcoming = retry_state.upcoming_sleep
+        if self._in_outage():
+            self._free += 1  # the API is down: the next try waits for it, not a backoff
+            upcoming = 0.0
+        elif isinstance(error, RateLimitError) and error.retry_after is not None:
+            self._free += 1  # the server said when: only the deadline bounds these
+        if retry_state.attempt_number - self._free >= self._policy.attempts:
             return True
         elapsed = self._clock() - self._started
-        return elapsed + retry_state.upcoming_sleep >= self._policy.deadline
+        return elapsed + upcoming >= self._policy.deadline
 
 
 _rng = random.Random()
@@ -124,6 +131,7 @@ async def retrying(
     on_retry: Callable[[RetryEvent], Awaitable[None]] | None = None,
     sleep: Sleep = asyncio.sleep,
     clock: Clock = time.monotonic,
+    in_outage: Callable[[], bool] = lambda: False,
 ) -> T:
     """Await ``attempt()`` until it succeeds or ``policy`` says stop; raise the last error."""
     # Most calls succeed at once: tenacity is only set up after a retryable failure,
@@ -168,7 +176,7 @@ async def retrying(
             await on_retry(event)
 
     retryer = tenacity.AsyncRetrying(
-        stop=_StopAtLimits(policy, started, clock),
+        stop=_StopAtLimits(policy, started, clock, in_outage),
         wait=_HintOrBackoff(policy, _rng),
         retry=tenacity.retry_if_exception(lambda error: is_retryable(error, policy)),
         before_sleep=before_sleep,

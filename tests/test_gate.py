@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from _clock import FakeClock
 from multidict import CIMultiDict
@@ -187,6 +189,43 @@ async def test_only_one_probe_is_out_at_a_time() -> None:
     gate.released(probe)  # cancelled without an outcome: the next may probe
     again = await gate.acquire()
     assert again.probe
+
+
+async def test_a_request_still_waiting_for_its_slot_is_not_in_flight() -> None:
+    """Only sent requests spend the headers' budget; a cancelled wait leaves no trace."""
+    clock = FakeClock()
+
+    async def forever(seconds: float) -> None:
+        await asyncio.Event().wait()
+
+    gate = RateGate(10.0, clock=clock, sleep=forever)
+    sent = await gate.acquire()
+    waiting = [asyncio.create_task(gate.acquire()) for _ in range(5)]
+    await asyncio.sleep(0)
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+    gate.answered(sent, 200, budget(remaining=8, reset=1))
+    assert gate.rate == pytest.approx(8.0)  # 8 left in 1 s, nothing else in flight
+
+
+async def test_in_an_outage_retries_wait_for_the_api_not_their_backoff() -> None:
+    """Backoffs under way end when an outage starts; in one, a retry goes to the gate at once."""
+    clock = FakeClock()
+    gate = gate_on(clock)
+
+    async def forever(seconds: float) -> None:
+        await asyncio.Event().wait()
+
+    tickets = await send(gate, clock, 10, spacing=0)
+    backoffs = [asyncio.create_task(gate.backoff(600.0, forever)) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert not any(task.done() for task in backoffs)
+    for ticket in tickets:
+        gate.failed(ticket)
+    assert gate.in_outage
+    await asyncio.wait_for(asyncio.gather(*backoffs), timeout=5)
+    await asyncio.wait_for(gate.backoff(600.0, forever), timeout=5)
 
 
 async def test_changes_are_kept_for_listeners() -> None:

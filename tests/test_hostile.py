@@ -216,7 +216,9 @@ async def test_a_deeply_nested_body_is_an_invalid_response(serve_app: ServeApp) 
 
     api.on["cancel"] = deep_cancel
     api.on["retrieve"] = deep_error
-    async with serve_app(api.app()) as url, manager(url) as jobs:
+    # Only 500s from then on look like an outage, whose tries only the deadline bounds.
+    retry = RetryPolicy(wait_initial=0, wait_max=0, wait_jitter=0, deadline=1.0)
+    async with serve_app(api.app()) as url, manager(url, retry=retry) as jobs:
         report = await jobs.cancel_many(list(api.jobs))
         with pytest.raises(InternalServerError):
             await jobs.retrieve("ft-0")
@@ -552,6 +554,31 @@ async def test_a_list_of_the_wrong_shape_is_fetched_once(serve_app: ServeApp) ->
         with pytest.raises(InvalidResponseError, match="'data' is not a list"):
             await jobs.list()
     assert api.counts["list"] == 1
+
+
+# -- 12. an outage is not a retry storm --------------------------------------------------
+
+
+async def test_an_outage_holds_retries_and_releases_them_when_it_ends(serve_app: ServeApp) -> None:
+    """While the API is down, retries neither sleep out long backoffs nor use up attempts."""
+    api = FakeAPI(running(30))
+    cancel = api._cancel
+    dark_for = 35  # the first cancels all get a 503: 30 first tries, then a few probes
+
+    async def outage(request: web.Request) -> web.StreamResponse:
+        if api.counts["cancel"] <= dark_for:
+            return error_response(503, "down")
+        return await cancel(request)
+
+    api.on["cancel"] = outage
+    # Backoffs of an hour and three attempts: only the gate's outage handling ends this.
+    retry = RetryPolicy(attempts=3, wait_initial=3600, wait_max=3600, wait_jitter=0, deadline=1e5)
+    async with serve_app(api.app()) as url, manager(url, retry=retry) as jobs:
+        async with asyncio.timeout(60):
+            report = await jobs.cancel_many(api.jobs)
+        assert not jobs.rate_gate.in_outage
+    assert report.all_ok
+    assert api.counts["cancel"] == dark_for + 30  # one probe at a time, then one cancel each
 
 
 # -- what the poller must never get wrong ----------------------------------------------
