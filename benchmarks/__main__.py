@@ -141,7 +141,7 @@ def _progress(index: int, total: int, measurement: Measurement) -> None:
     print(
         head + f"wall {measurement.wall_seconds:.2f} s, cpu {measurement.cpu_seconds:.2f} s, "
         f"rss {measurement.max_rss_kib / 1024:.0f} MiB, {requests:,} requests, "
-        f"{min(measurement.terminal, measurement.server_terminal):,}/{measurement.jobs:,} "
+        f"{measurement.seen_terminal:,}/{measurement.jobs:,} "
         "terminal",
         file=sys.stderr,
         flush=True,

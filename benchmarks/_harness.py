@@ -61,6 +61,13 @@ class Measurement:
     failure: str | None = None
 
     @property
+    def seen_terminal(self) -> int:
+        """Jobs both sides saw terminal (the floor's: the cancels answered, it waits for none)."""
+        if self.client == "floor":
+            return self.terminal
+        return min(self.terminal, self.server_terminal)
+
+    @property
     def all_terminal(self) -> bool:
         if self.client == "floor":  # it waits for nothing: its cancel answers are its result
             return self.failure is None and self.terminal == self.jobs

@@ -154,10 +154,7 @@ def summarize(measurements: list[Measurement]) -> list[Row]:
                 cpu_seconds=_median(run.cpu_seconds for run in good),
                 requests_per_job=per_job,
                 peak_rss_mb=_median(run.max_rss_kib * 1024 / MB for run in good),
-                terminal=min(
-                    min(run.terminal, run.server_terminal) if run.failure is None else 0
-                    for run in runs
-                ),
+                terminal=min(run.seen_terminal if run.failure is None else 0 for run in runs),
                 errors=dict(errors),
                 failures=tuple(run.failure for run in runs if run.failure is not None),
                 recorded={
