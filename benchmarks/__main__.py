@@ -16,7 +16,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import _report
-from ._config import CLIENTS, DEFAULT_SIZES, QUICK_SIZE, SCALE_CLIENTS, SCALE_SIZE, Scenario
+from ._config import (
+    CLIENTS,
+    DEFAULT_SIZES,
+    QUICK_SIZE,
+    SCALE_CLIENTS,
+    SCALE_SIZE,
+    Scenario,
+    rate_scenarios,
+)
 from ._harness import ROOT, Measurement, plan, run_plan, scenarios_for
 from ._machine import describe, git_state
 
@@ -80,6 +88,14 @@ def _parser() -> argparse.ArgumentParser:
         "--scale-repeat", type=int, default=1, help="repetitions at scale (default: 1)"
     )
     parser.add_argument(
+        "--rate-scenarios",
+        action="store_true",
+        help="also run the rate scenarios: random faults, fixed and dynamic budgets, an outage",
+    )
+    parser.add_argument(
+        "--rate-only", action="store_true", help="run only the rate scenarios (implies the flag)"
+    )
+    parser.add_argument(
         "--uvloop", action="store_true", help="run the clients on uvloop (default: asyncio)"
     )
     parser.add_argument(
@@ -106,6 +122,13 @@ def _available(clients: tuple[str, ...], explicit: bool) -> tuple[str, ...]:
     return clients
 
 
+def _for(scenario: Scenario, clients: tuple[str, ...]) -> tuple[str, ...]:
+    """The floor only where nothing fails: it neither retries nor waits."""
+    if scenario.fault_rate or scenario.kind != "plain":
+        return tuple(client for client in clients if client != "floor")
+    return clients
+
+
 def _progress(index: int, total: int, measurement: Measurement) -> None:
     head = (
         f"[{index}/{total}] {measurement.scenario.label} | {measurement.client} "
@@ -118,7 +141,7 @@ def _progress(index: int, total: int, measurement: Measurement) -> None:
     print(
         head + f"wall {measurement.wall_seconds:.2f} s, cpu {measurement.cpu_seconds:.2f} s, "
         f"rss {measurement.max_rss_kib / 1024:.0f} MiB, {requests:,} requests, "
-        f"{min(measurement.terminal, measurement.server_terminal):,}/{measurement.jobs:,} "
+        f"{measurement.seen_terminal:,}/{measurement.jobs:,} "
         "terminal",
         file=sys.stderr,
         flush=True,
@@ -129,17 +152,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     clients = _available(args.clients or CLIENTS, explicit=args.clients is not None)
     groups: list[tuple[Scenario, tuple[str, ...], int]] = []
+    rate_clients = tuple(client for client in clients if client != "floor")
     if args.quick:
-        groups = [(scenario, clients, 1) for scenario in scenarios_for([QUICK_SIZE], "both")]
+        groups = [
+            (scenario, _for(scenario, clients), 1)
+            for scenario in scenarios_for([QUICK_SIZE], "both")
+        ]
+        # The quick run checks that the rate scenarios work, not how others fare in them.
+        quick_rate = tuple(client for client in rate_clients if client == "finetune_ops")
+        groups += [(scenario, quick_rate, 1) for scenario in rate_scenarios(quick=True)]
     else:
-        if not args.scale_only:
+        if not (args.scale_only or args.rate_only):
             groups = [
-                (scenario, clients, args.repeat)
+                (scenario, _for(scenario, clients), args.repeat)
                 for scenario in scenarios_for(args.sizes, args.faults)
             ]
         scale_clients = tuple(client for client in clients if client in SCALE_CLIENTS)
-        if (args.scale or args.scale_only) and scale_clients:
+        if (args.scale or args.scale_only) and scale_clients and not args.rate_only:
             groups.append((Scenario(jobs=SCALE_SIZE), scale_clients, args.scale_repeat))
+        if args.rate_scenarios or args.rate_only:
+            already = {scenario for scenario, _, _ in groups}
+            groups += [
+                (scenario, rate_clients, 1)
+                for scenario in rate_scenarios(quick=False)
+                if scenario not in already
+            ]
     if not groups:
         sys.exit("error: nothing to run")
 

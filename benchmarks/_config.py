@@ -25,29 +25,86 @@ API_KEY: Final = "bench-not-a-real-key"
 
 TERMINAL: Final = frozenset({"completed", "cancelled", "error", "user_error"})
 
-CLIENTS: Final = ("finetune_ops", "raw", "sdk")
+CLIENTS: Final = ("finetune_ops", "raw", "sdk", "floor")
 #: Clients that run at the scale size (the SDK would take too long to be useful there).
-SCALE_CLIENTS: Final = ("finetune_ops", "raw")
+SCALE_CLIENTS: Final = ("finetune_ops", "raw", "floor")
 DEFAULT_SIZES: Final = (1_000, 10_000)
 SCALE_SIZE: Final = 100_000
 QUICK_SIZE: Final = 200
 
 
+#: Jobs in each rate scenario (issue 15), and in the quick run's.
+RATE_SIZE: Final = 5_000
+QUICK_RATE_SIZE: Final = 200
+#: The fixed budget of the rate scenarios, requests per second (quick: smaller, same shape).
+RATE_BUDGET: Final = 500
+QUICK_RATE_BUDGET: Final = 300
+
+
 @attrs.frozen
 class Scenario:
-    """N active jobs to cancel and wait for, with or without faults."""
+    """N active jobs to cancel and wait for, with or without faults.
+
+    ``kind`` is "plain", or one of the rate scenarios: "budget" (a fixed limit
+    of ``rate`` req/s), "dynamic" (``rate`` that halves from ``change_at`` s
+    for ``change_for`` s, then recovers) or "outage" (every request answered
+    503 from ``change_at`` s into the run, for ``change_for`` s).
+    """
 
     jobs: int
     fault_rate: float = 0.0
+    kind: str = "plain"
+    rate: int = 0
+    change_at: float = 0.0
+    change_for: float = 0.0
 
     @property
     def key(self) -> str:
-        return f"n{self.jobs}-f{round(self.fault_rate * 100)}"
+        if self.kind == "plain":
+            return f"n{self.jobs}-f{round(self.fault_rate * 100)}"
+        return f"n{self.jobs}-{self.kind}"
 
     @property
     def label(self) -> str:
+        if self.kind == "budget":
+            return f"N={self.jobs:,}, budget {self.rate} req/s"
+        if self.kind == "dynamic":
+            return f"N={self.jobs:,}, budget {self.rate} req/s halved for {self.change_for:g} s"
+        if self.kind == "outage":
+            return f"N={self.jobs:,}, {self.change_for:g} s outage"
         faults = f"{self.fault_rate:.0%} faults" if self.fault_rate else "no faults"
         return f"N={self.jobs:,}, {faults}"
+
+    def server_args(self) -> list[str]:
+        """The simulator's options for this scenario."""
+        args = ["--fault-rate", str(self.fault_rate)]
+        if self.rate:
+            args += ["--rate", str(self.rate)]
+        if self.kind == "dynamic":
+            end = self.change_at + self.change_for
+            args += ["--schedule", f"{self.change_at}:{self.rate // 2},{end}:{self.rate}"]
+        if self.kind == "outage":
+            args += ["--outage-at", str(self.change_at), "--outage-for", str(self.change_for)]
+        return args
+
+
+def rate_scenarios(quick: bool) -> list[Scenario]:
+    """Issue 15's scenarios: random faults, a fixed budget, a dynamic one, an outage."""
+    if quick:
+        n, rate = QUICK_RATE_SIZE, QUICK_RATE_BUDGET
+        return [
+            Scenario(jobs=n, kind="budget", rate=rate),
+            Scenario(jobs=n, kind="dynamic", rate=rate, change_at=1.5, change_for=1.0),
+            Scenario(jobs=n, kind="outage", change_at=0.3, change_for=1.0),
+        ]
+    n, rate = RATE_SIZE, RATE_BUDGET
+    return [
+        Scenario(jobs=10_000, fault_rate=FAULT_RATE),
+        Scenario(jobs=n, kind="budget", rate=rate),
+        # The limiter's clock starts with the simulator, about a second before the client.
+        Scenario(jobs=n, kind="dynamic", rate=rate, change_at=6.0, change_for=8.0),
+        Scenario(jobs=n, kind="outage", change_at=1.0, change_for=10.0),
+    ]
 
 
 def client_timeout(jobs: int) -> float:

@@ -57,10 +57,20 @@ class Measurement:
     faults: dict[str, int] = attrs.Factory(dict)
     errors: dict[str, int] = attrs.Factory(dict)
     server_cpu_seconds: float = 0.0
+    recorded: dict[str, Any] = attrs.Factory(dict)  # the rate scenarios' figures
     failure: str | None = None
 
     @property
+    def seen_terminal(self) -> int:
+        """Jobs both sides saw terminal (the floor's: the cancels answered, it waits for none)."""
+        if self.client == "floor":
+            return self.terminal
+        return min(self.terminal, self.server_terminal)
+
+    @property
     def all_terminal(self) -> bool:
+        if self.client == "floor":  # it waits for nothing: its cancel answers are its result
+            return self.failure is None and self.terminal == self.jobs
         return self.failure is None and self.terminal == self.server_terminal == self.jobs
 
     def to_json(self) -> dict[str, Any]:
@@ -122,7 +132,8 @@ def run_step(step: Step, workdir: Path, *, client_uvloop: bool = False) -> Measu
     env = _environment()
     server_cmd = [
         *(sys.executable, "-m", "benchmarks._server", "--jobs", str(scenario.jobs)),
-        *("--fault-rate", str(scenario.fault_rate), "--ids-out", str(ids)),
+        *scenario.server_args(),
+        *("--ids-out", str(ids)),
         *("--stats-out", str(stats)),
     ]
     base = Measurement(
@@ -161,6 +172,7 @@ def run_step(step: Step, workdir: Path, *, client_uvloop: bool = False) -> Measu
         faults=server_data.get("faults", {}),
         errors=client_data["errors"],
         server_cpu_seconds=server_data.get("cpu_seconds", 0.0),
+        recorded=server_data.get("recorded", {}),
         failure=None if server_data else f"the simulator wrote no stats\n{_tail(server_log)}",
     )
 

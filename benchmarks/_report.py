@@ -23,8 +23,17 @@ from ._config import (
 from ._harness import Measurement
 
 ENDPOINTS = ("cancel", "retrieve", "list")
-NAMES = {"finetune_ops": "finetune_ops", "raw": "raw aiohttp", "sdk": "together SDK"}
-OURS, FLOOR, PEER = "finetune_ops", "raw", "sdk"
+NAMES = {
+    "finetune_ops": "finetune_ops",
+    "raw": "raw aiohttp",
+    "sdk": "together SDK",
+    "floor": "floor (one cancel POST)",
+}
+OURS, FLOOR, PEER, LEAST = "finetune_ops", "raw", "sdk", "floor"
+#: Issue 14 and 15's targets.
+FLOOR_RATIO, RSS_LIMIT_MB = 1.3, 250
+FAULT_WALL_RATIO, BUDGET_WALL_RATIO, BUDGET_429_PER_JOB = 1.1, 1.1, 0.03
+DYNAMIC_SHARE, OUTAGE_PER_SECOND, RECOVERY_POLLS = 0.85, 5.0, 2
 MB = 1_000_000
 
 
@@ -43,6 +52,7 @@ class Row:
     terminal: int  # the worst run's count of jobs terminal (client and simulator agreeing)
     errors: dict[str, int]  # errors the client counted, summed over its runs
     failures: tuple[str, ...]  # why runs failed, if any did
+    recorded: dict[str, float] = attrs.Factory(dict)  # medians of the simulator's rate figures
 
     @property
     def cpu_ms_per_job(self) -> float:
@@ -68,7 +78,29 @@ class Row:
             "terminal": self.terminal,
             "errors": self.errors,
             "failures": list(self.failures),
+            "recorded": self.recorded,
+            "rate_figures": rate_figures(self),
         }
+
+
+def rate_figures(row: Row) -> dict[str, float]:
+    """The figures issue 15 asks of a rate scenario, from the simulator's records."""
+    scenario, recorded = row.scenario, row.recorded
+    if scenario.kind == "budget" and scenario.rate:
+        ideal = scenario.jobs / scenario.rate + CANCEL_DELAY
+        return {
+            "ideal_seconds": ideal,
+            "wall_over_ideal": row.wall_seconds / ideal,
+            "429_per_job": recorded.get("rate_limited", 0.0) / scenario.jobs,
+        }
+    if scenario.kind == "dynamic" and recorded.get("budget_available"):
+        return {"goodput_share": recorded["succeeded"] / recorded["budget_available"]}
+    if scenario.kind == "outage" and recorded.get("outage_seconds"):
+        return {
+            "outage_requests_per_second": recorded["outage_requests"] / recorded["outage_seconds"],
+            "after_outage_seconds": recorded.get("after_outage_seconds", 0.0),
+        }
+    return {}
 
 
 @attrs.frozen(kw_only=True)
@@ -122,12 +154,14 @@ def summarize(measurements: list[Measurement]) -> list[Row]:
                 cpu_seconds=_median(run.cpu_seconds for run in good),
                 requests_per_job=per_job,
                 peak_rss_mb=_median(run.max_rss_kib * 1024 / MB for run in good),
-                terminal=min(
-                    min(run.terminal, run.server_terminal) if run.failure is None else 0
-                    for run in runs
-                ),
+                terminal=min(run.seen_terminal if run.failure is None else 0 for run in runs),
                 errors=dict(errors),
                 failures=tuple(run.failure for run in runs if run.failure is not None),
+                recorded={
+                    name: _median(float(run.recorded[name]) for run in good)
+                    for name in (good[0].recorded if good else {})
+                    if name != "per_second"
+                },
             )
         )
     return rows
@@ -160,6 +194,67 @@ def verdicts(rows: list[Row]) -> list[Verdict]:
         scenario = ours.scenario
         floor = _find(rows, scenario, FLOOR)
         peer = _find(rows, scenario, PEER)
+        least = _find(rows, scenario, LEAST)
+        figures = rate_figures(ours)
+        if scenario.kind == "plain" and scenario.fault_rate and floor is not None:
+            ratio = ours.wall_seconds / floor.wall_seconds if floor.wall_seconds else 0.0
+            add(
+                f"wall time at most {FAULT_WALL_RATIO:g}x raw aiohttp's under random faults",
+                scenario,
+                f"{ours.wall_seconds:.2f} s ({ratio:.2f}x)",
+                f"raw {floor.wall_seconds:.2f} s",
+                ratio <= FAULT_WALL_RATIO,
+            )
+        if "wall_over_ideal" in figures:
+            add(
+                f"wall / ideal (N/R + cancel delay) at most {BUDGET_WALL_RATIO:g}",
+                scenario,
+                f"{figures['wall_over_ideal']:.2f}",
+                f"ideal {figures['ideal_seconds']:.1f} s",
+                figures["wall_over_ideal"] <= BUDGET_WALL_RATIO,
+            )
+            add(
+                f"429s per job at most {BUDGET_429_PER_JOB:g}",
+                scenario,
+                f"{figures['429_per_job']:.3f}",
+                f"{BUDGET_429_PER_JOB:g}",
+                figures["429_per_job"] <= BUDGET_429_PER_JOB,
+            )
+        if "goodput_share" in figures:
+            add(
+                f"succeeded requests / budget available at least {DYNAMIC_SHARE:g}",
+                scenario,
+                f"{figures['goodput_share']:.2f}",
+                f"{DYNAMIC_SHARE:g}",
+                figures["goodput_share"] >= DYNAMIC_SHARE,
+            )
+        if "outage_requests_per_second" in figures:
+            add(
+                f"requests during the outage at most {OUTAGE_PER_SECOND:g} per second",
+                scenario,
+                f"{figures['outage_requests_per_second']:.1f}/s",
+                f"{OUTAGE_PER_SECOND:g}/s",
+                figures["outage_requests_per_second"] <= OUTAGE_PER_SECOND,
+            )
+            limit = RECOVERY_POLLS * POLL_INTERVAL
+            add(
+                f"end of outage to last job terminal at most {RECOVERY_POLLS} poll intervals",
+                scenario,
+                f"{figures['after_outage_seconds']:.2f} s",
+                f"{limit:g} s",
+                figures["after_outage_seconds"] <= limit,
+            )
+        if scenario.kind != "plain":
+            continue
+        if least is not None and not scenario.fault_rate and least.cpu_ms_per_job:
+            ratio = ours.cpu_ms_per_job / least.cpu_ms_per_job
+            add(
+                f"client CPU per job at most {FLOOR_RATIO:g}x the floor's",
+                scenario,
+                f"{ours.cpu_ms_per_job:.3f} ms ({ratio:.2f}x)",
+                f"floor {least.cpu_ms_per_job:.3f} ms",
+                ratio <= FLOOR_RATIO,
+            )
         if floor is not None:
             add(
                 "client CPU per job at most raw aiohttp's",
@@ -196,11 +291,11 @@ def verdicts(rows: list[Row]) -> list[Verdict]:
             )
         if scenario.jobs == SCALE_SIZE:
             add(
-                "100,000 jobs under 500 MB peak RSS",
+                f"100,000 jobs under {RSS_LIMIT_MB} MB peak RSS",
                 scenario,
                 f"{ours.peak_rss_mb:.0f} MB",
-                "500 MB",
-                ours.peak_rss_mb < 500,
+                f"{RSS_LIMIT_MB} MB",
+                ours.peak_rss_mb < RSS_LIMIT_MB,
             )
     return found
 
@@ -226,10 +321,10 @@ def _wall(row: Row) -> float:
 def _table(rows: list[Row]) -> list[str]:
     lines = [
         "| Scenario | Client | Wall s | CPU s | CPU ms/job | cancel/job | retrieve/job "
-        "| list/job | req/job | Peak RSS MB | Terminal | CPU / raw | CPU / SDK | Wall / raw "
-        "| Wall / SDK |",
+        "| list/job | req/job | Peak RSS MB | Terminal | CPU / floor | CPU / raw | CPU / SDK "
+        "| Wall / raw | Wall / SDK |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: | ---: | ---: |",
+        "| ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         per_job = row.requests_per_job
@@ -239,10 +334,35 @@ def _table(rows: list[Row]) -> list[str]:
             f"| {row.cpu_seconds:.2f} | {row.cpu_ms_per_job:.3f} | {per_job['cancel']:.3f} "
             f"| {per_job['retrieve']:.3f} | {per_job['list']:.4f} | {per_job['total']:.3f} "
             f"| {row.peak_rss_mb:.0f} | {row.terminal:,}/{row.scenario.jobs:,}{failed} "
+            f"| {_ratio(rows, row, LEAST, _cpu)} "
             f"| {_ratio(rows, row, FLOOR, _cpu)} | {_ratio(rows, row, PEER, _cpu)} "
             f"| {_ratio(rows, row, FLOOR, _wall)} | {_ratio(rows, row, PEER, _wall)} |"
         )
     return lines
+
+
+def _rate_table(rows: list[Row]) -> list[str]:
+    lines = [
+        "| Scenario | Client | Wall s | 429s/job | wall / ideal | succeeded / budget "
+        "| outage req/s | outage end to last request s | Terminal |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        if row.scenario.kind == "plain":
+            continue
+        figures = rate_figures(row)
+        per_job = row.recorded.get("rate_limited", 0.0) / row.scenario.jobs
+
+        def shown(name: str, digits: int = 2, figures: dict[str, float] = figures) -> str:
+            return f"{figures[name]:.{digits}f}" if name in figures else "—"
+
+        lines.append(
+            f"| {row.scenario.label} | {NAMES[row.client]} | {row.wall_seconds:.2f} "
+            f"| {per_job:.3f} | {shown('wall_over_ideal')} | {shown('goodput_share')} "
+            f"| {shown('outage_requests_per_second', 1)} | {shown('after_outage_seconds')} "
+            f"| {row.terminal:,}/{row.scenario.jobs:,} |"
+        )
+    return lines if len(lines) > 2 else []
 
 
 def _targets(found: list[Verdict]) -> list[str]:
@@ -348,6 +468,7 @@ def markdown(
         "",
         *_table(rows),
         "",
+        *(["## Rate scenarios", "", *_rate_table(rows), ""] if _rate_table(rows) else []),
         "## Targets",
         "",
         *_targets(found),

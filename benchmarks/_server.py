@@ -23,9 +23,12 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from finetune_ops.testing import FaultKind, FaultPlan, Lifecycle, Simulator
+from aiohttp import web
+
+from finetune_ops.testing import FaultKind, FaultPlan, Lifecycle, RateLimit, Simulator
 
 from ._config import CANCEL_DELAY, FAULT_KINDS, LATENCY, SEED, TERMINAL
+from ._recorder import Recorder
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,11 +41,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cancel-delay", type=float, default=CANCEL_DELAY)
     parser.add_argument("--ids-out", type=Path, required=True)
     parser.add_argument("--stats-out", type=Path, required=True)
+    parser.add_argument("--rate", type=int, default=0, help="requests per second; 0: no limit")
+    parser.add_argument(
+        "--schedule", default="", help="budget changes: 'AT:BUDGET,...' (seconds, req/s)"
+    )
+    parser.add_argument("--outage-at", type=float, default=0.0)
+    parser.add_argument("--outage-for", type=float, default=0.0)
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     return parser
 
 
-def _stats(sim: Simulator, ids: list[str]) -> dict[str, Any]:
+def _stats(
+    sim: Simulator, ids: list[str], recorder: Recorder, limit: RateLimit | None
+) -> dict[str, Any]:
     statuses = Counter(sim.status(job_id) for job_id in ids)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
@@ -52,18 +63,30 @@ def _stats(sim: Simulator, ids: list[str]) -> dict[str, Any]:
         "terminal": sum(count for status, count in statuses.items() if status in TERMINAL),
         "cpu_seconds": usage.ru_utime + usage.ru_stime,
         "max_rss_kib": usage.ru_maxrss,
+        "recorded": recorder.stats(None if limit is None else limit.budget_at),
     }
 
 
-async def _serve(sim: Simulator, ids: list[str]) -> dict[str, Any]:
+async def _serve(
+    sim: Simulator, ids: list[str], recorder: Recorder, limit: RateLimit | None
+) -> dict[str, Any]:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with sim.serve(port=0) as base_url:
-        print(json.dumps({"base_url": base_url, "jobs": len(ids)}), flush=True)
+    app = sim.make_app()
+    app.middlewares.insert(0, recorder.middleware)  # outermost: it sees every answer
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        print(json.dumps({"base_url": f"http://127.0.0.1:{port}/v1", "jobs": len(ids)}), flush=True)
         await stop.wait()
-    return _stats(sim, ids)
+    finally:
+        await runner.cleanup()
+    return _stats(sim, ids, recorder, limit)
 
 
 def _run(main: Coroutine[Any, Any, dict[str, Any]], loop_name: str) -> dict[str, Any]:
@@ -81,14 +104,21 @@ def _run(main: Coroutine[Any, Any, dict[str, Any]], loop_name: str) -> dict[str,
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     kinds = tuple(FaultKind(kind) for kind in args.fault_kinds.split(",") if kind)
+    schedule = tuple(
+        (float(at), int(budget))
+        for at, budget in (part.split(":") for part in args.schedule.split(",") if part)
+    )
+    limit = RateLimit(requests=args.rate, schedule=schedule) if args.rate else None
+    recorder = Recorder(outage_at=args.outage_at, outage_for=args.outage_for)
     sim = Simulator(
         lifecycle=Lifecycle(cancel_delay=args.cancel_delay),
         faults=FaultPlan(rate=args.fault_rate, kinds=kinds, seed=args.seed, latency=args.latency),
+        rate_limit=limit,
         seed=args.seed,
     )
     ids = sim.add_jobs(args.jobs)
     args.ids_out.write_text("\n".join(ids) + "\n")
-    stats = _run(_serve(sim, ids), args.loop)
+    stats = _run(_serve(sim, ids, recorder, limit), args.loop)
     args.stats_out.write_text(json.dumps(stats))
     return 0
 

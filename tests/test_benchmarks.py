@@ -28,13 +28,19 @@ def test_quick_benchmark_ends_every_job_terminal(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(summary_path.read_text())
-    expected = {"finetune_ops", "raw"}
+    expected = {"finetune_ops", "raw", "floor"}
     if importlib.util.find_spec("together") is not None:
         expected.add("sdk")
     runs = summary["runs"]
     assert {run["client"] for run in runs} == expected
     assert {run["fault_rate"] for run in runs} == {0.0, 0.1}
+    rate_kinds = {run["scenario"].rsplit("-", 1)[1] for run in runs if "-f" not in run["scenario"]}
+    assert rate_kinds == {"budget", "dynamic", "outage"}
     for run in runs:
+        if run["client"] == "floor":  # its cancel answers are its result: it waits for nothing
+            assert run["fault_rate"] == 0.0
+            assert run["terminal"] == run["jobs"]
+            continue
         label = f"{run['client']} at {run['scenario']}"
         assert run["failure"] is None, f"{label}: {run['failure']}"
         assert run["terminal"] == run["jobs"], f"{label}: the client saw too few terminal"

@@ -34,7 +34,7 @@ class Outcome:
 
 Client = Callable[[list[str], Settings], Awaitable[Outcome]]
 
-_MODULES = {"finetune_ops": "fo", "raw": "raw", "sdk": "sdk"}
+_MODULES = {"finetune_ops": "fo", "raw": "raw", "sdk": "sdk", "floor": "floor"}
 
 
 def load(name: str) -> Client:
