@@ -125,6 +125,7 @@ class RateGate:
         self._header_rate: float | None = None  # from x-ratelimit-* headers
         self._header_until = -math.inf
         self._failures = 0  # requests in a row without an answer from the API
+        self._outages = 0  # outages that have ended
         self._probe_out = False
         self._next_probe = -math.inf
         self._in_flight = 0  # requests sent and not yet answered
@@ -159,6 +160,11 @@ class RateGate:
     def in_outage(self) -> bool:
         """Whether the API has stopped answering, and only probes are sent."""
         return self._failures >= _OUTAGE
+
+    @property
+    def outages(self) -> int:
+        """How many outages have ended so far."""
+        return self._outages
 
     @property
     def change_count(self) -> int:
@@ -237,6 +243,7 @@ class RateGate:
             return
         if self.in_outage:
             self._change("the API answers again")
+            self._outages += 1
         self._failures = 0
         spent = self._read_budget(headers, now)
         if status != 429:

@@ -88,6 +88,7 @@ class Poller:
         self._list_failures = 0  # failed list ticks in a row
         self._list_rest = _LIST_REST  # ticks to go without the list after its next failure
         self._without_list = 0  # ticks left before the list is tried again
+        self._outages_seen = 0  # the gate's outage count when the list was set aside
         self._list_size: int | None = None  # entries in the last list read
         self._by_cost: bool | None = None  # the last choice made by cost: list or not
 
@@ -158,6 +159,11 @@ class Poller:
     def _use_list(self, waiting: int) -> bool:
         if waiting <= self._policy.batch_threshold:
             return False
+        if self._without_list and self._api.gate.outages != self._outages_seen:
+            # Set aside while the whole API was going down: its failures were the outage's.
+            logger.info("the API answers again; polling with the job list")
+            self._without_list = 0
+            self._list_rest = _LIST_REST
         if self._without_list:
             self._without_list -= 1
             return False
@@ -209,6 +215,8 @@ class Poller:
         """Count a failed list tick; True when the list is set aside from now on."""
         if isinstance(error, RateLimitError):
             return False  # a request to slow down, not a broken list
+        if self._api.gate.in_outage:
+            return False  # the whole API is down, not the list: it is used again once it is up
         self._list_failures += 1
         if self._list_failures < _LIST_FAILURES and is_retryable(error, self._api.retry):
             return False  # tried again next tick
@@ -218,6 +226,7 @@ class Poller:
             self._list_rest,
         )
         self._without_list = self._list_rest
+        self._outages_seen = self._api.gate.outages
         self._list_rest = min(2 * self._list_rest, _LIST_REST_MAX)
         self._list_failures = 0
         return True

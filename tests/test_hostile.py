@@ -581,6 +581,44 @@ async def test_an_outage_holds_retries_and_releases_them_when_it_ends(serve_app:
     assert api.counts["cancel"] == dark_for + 30  # one probe at a time, then one cancel each
 
 
+async def test_after_an_outage_the_job_list_is_used_again(serve_app: ServeApp) -> None:
+    """List failures while the whole API went down do not set the list aside afterwards."""
+    api = FakeAPI(running(30))
+    list_jobs = api._list
+    phase = "up"
+    after_outage = 0  # retrieves once the API is back
+
+    async def cancel(request: web.Request) -> web.StreamResponse:
+        nonlocal phase
+        answer = await FakeAPI._cancel(api, request)
+        if api.counts["cancel"] == 30:
+            phase = "down"  # every cancel is in: the API goes down
+        return answer
+
+    def down() -> bool:
+        nonlocal phase
+        if phase == "down" and api.counts["list"] + api.counts["retrieve"] > 40:
+            phase = "back"
+        return phase == "down"
+
+    async def listing(request: web.Request) -> web.StreamResponse:
+        return error_response(503, "down") if down() else await list_jobs(request)
+
+    async def retrieve(request: web.Request) -> web.StreamResponse:
+        nonlocal after_outage
+        if down():
+            return error_response(503, "down")
+        after_outage += 1  # a job on its own still looks active: only the list tells
+        return web.json_response({"id": request.match_info["id"], "status": "cancel_requested"})
+
+    api.on.update(cancel=cancel, list=listing, retrieve=retrieve)
+    poll = PollPolicy(interval=0.05, growth=1.0, jitter=0)
+    async with serve_app(api.app()) as url, manager(url, poll=poll) as jobs:
+        report = await jobs.cancel_many(api.jobs, wait=True, timeout=60)
+    assert report.by_status == {"cancelled": 30}
+    assert after_outage <= 2 * 30  # at most the looks queued when it came back, not rounds more
+
+
 # -- what the poller must never get wrong ----------------------------------------------
 
 
