@@ -39,7 +39,7 @@ from ._errors import (
 from ._gate import RateChanged, RateGate, Ticket
 from ._hints import retry_hint, should_retry_hint
 from ._ids import check_job_id
-from ._listing import Changes, entries, parse_changes
+from ._listing import TimedChanges, entries, timed_parse_changes
 from ._policies import DEFAULT_RETRY, DEFAULT_TIMEOUTS, RetryPolicy, Timeouts
 from ._records import FineTuneCheckpoint, FineTuneEvent, FineTuneJob
 from ._retry import RetryEvent, Sleep, retrying
@@ -296,21 +296,22 @@ class FineTunesAPI:
 
     async def list_changes(
         self, known: Mapping[str, str | None], *, retry: RetryPolicy | None = None
-    ) -> Changes:
+    ) -> TimedChanges:
         """GET /fine-tunes for polling: what changed among the ``known`` jobs.
 
         ``known`` maps the ids being watched to their last status (None: not
         seen yet). Returns the jobs whose listed status differs, structured (or
         the error that made one unreadable), and the ids the list has an entry
         for. Every other entry is dropped as soon as it is read, so even a
-        100,000-job listing is never held in memory as JSON objects.
+        100,000-job listing is never held in memory as JSON objects. With them,
+        the seconds reading the answer took.
         """
         return await self._request(
             method="GET",
             path="/fine-tunes",
             endpoint="list",
             retry=retry,
-            loads=lambda text: parse_changes(text, known),
+            loads=lambda text: timed_parse_changes(text, known),
             limit=self._max_list_body_size,
         )
 

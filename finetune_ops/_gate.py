@@ -283,10 +283,12 @@ class RateGate:
         remaining, reset = budget
         if reset <= 0:
             return False
-        left = remaining - max(0, self._in_flight)  # requests in flight will spend some
+        # Requests in flight will spend some of it; about half of them have reached
+        # the server already and are counted in what it says is left.
+        left = max(1.0, remaining - max(0, self._in_flight) / 2)
         was = self._header_rate if now < self._header_until else None
         self._header_until = now + reset
-        if left <= 0:
+        if remaining <= 0:
             self._header_rate = None
             if self._paused_until < now + reset:
                 self._paused_until = now + reset

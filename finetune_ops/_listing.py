@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping
 
 from ._converter import STRUCTURE_ERRORS, describe_error, structure_job
 from ._errors import InvalidResponseError
 from ._records import FineTuneJob
 
-__all__ = ["Changes", "entries", "parse_changes"]
+__all__ = ["Changes", "TimedChanges", "entries", "parse_changes", "timed_parse_changes"]
 
 _DECODER = json.JSONDecoder()
 # The standard library's own string scanner (C-accelerated); typeshed does not list it.
@@ -29,6 +30,8 @@ _OTHER_JSON = frozenset('["-0123456789tfn')  # how JSON that is not an object be
 #: What a list says of the watched jobs: the records (or errors) of those whose
 #: status moved, every watched id it has an entry for, and how many entries it had.
 Changes = tuple[dict[str, FineTuneJob | InvalidResponseError], set[str], int]
+#: What a list answer cost to read: (changes, seconds spent reading it).
+TimedChanges = tuple[Changes, float]
 
 
 def _skip(text: str, pos: int) -> int:
@@ -117,3 +120,10 @@ def parse_changes(text: str, known: Mapping[str, str | None]) -> Changes:
                 transient=False,
             )
     return changed, mentioned, size
+
+
+def timed_parse_changes(text: str, known: Mapping[str, str | None]) -> TimedChanges:
+    """:func:`parse_changes`, and the seconds it took: what a polling round costs."""
+    began = time.perf_counter()
+    changes = parse_changes(text, known)
+    return changes, time.perf_counter() - began

@@ -89,6 +89,7 @@ class Poller:
         self._list_rest = _LIST_REST  # ticks to go without the list after its next failure
         self._without_list = 0  # ticks left before the list is tried again
         self._outages_seen = 0  # the gate's outage count when the list was set aside
+        self._round_cost = 0.0  # seconds this round spent reading lists
         self._list_size: int | None = None  # entries in the last list read
         self._by_cost: bool | None = None  # the last choice made by cost: list or not
 
@@ -121,12 +122,12 @@ class Poller:
                         await self._wake.wait()
                 self._wake.clear()
                 continue  # an entry due earlier may have come meanwhile
-            started = loop.time()
-            await self._poll_once(started)
-            ended = loop.time()
-            # A round that itself takes long (a list of 100,000 jobs) is not repeated
-            # back to back: polling gets at most a fifth of the time.
-            self._next_round = ended + max(self._policy.interval / 4, 4 * (ended - started))
+            self._round_cost = 0.0
+            await self._poll_once(loop.time())
+            # A round whose list takes long to read (100,000 jobs) is not repeated back
+            # to back: polling gets at most a fifth of the time. Waiting (for the rate
+            # gate, through an outage) is no cost: the next round may find everything over.
+            self._next_round = loop.time() + max(self._policy.interval / 4, 4 * self._round_cost)
             self._earliest = min((e.due for e in self._waiting.values()), default=math.inf)
 
     def _delay(self, looks: int) -> float:
@@ -184,9 +185,10 @@ class Poller:
         """One list request for all; returns the entries to fetch one by one."""
         known = {e.job_id: (e.job.status if e.job is not None else None) for e in entries}
         try:
-            changed, mentioned, self._list_size = await self._api.list_changes(
+            (changed, mentioned, self._list_size), cost = await self._api.list_changes(
                 known, retry=_ONE_LOOK
             )
+            self._round_cost += cost
         except (AuthenticationError, PermissionDeniedError) as error:
             await self._ledger.refused(None, error)  # the list is the key's: halts
             raise  # not reached
@@ -268,7 +270,7 @@ async def look_once(
     rest = unique
     if len(unique) > policy.batch_threshold:
         try:
-            changed, _, _ = await api.list_changes(dict.fromkeys(unique), retry=_ONE_LOOK)
+            (changed, _, _), _ = await api.list_changes(dict.fromkeys(unique), retry=_ONE_LOOK)
         except AuthenticationError:
             raise
         except FinetuneOpsError:

@@ -302,7 +302,7 @@ async def test_list_changes_keeps_only_moved_jobs(sim: Simulator, api: FineTunes
     sim.set_status(ids[7], "completed")
     known: dict[str, str | None] = {ids[3]: "running", ids[7]: "running", ids[9]: None}
     known["ft-not-there"] = "running"
-    changed, mentioned, size = await api.list_changes(known)
+    (changed, mentioned, size), _ = await api.list_changes(known)
     assert size == 20
     assert mentioned == {ids[3], ids[7], ids[9]}
     assert sorted(changed) == sorted([ids[7], ids[9]])
