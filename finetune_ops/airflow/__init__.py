@@ -1,0 +1,8 @@
+"""Airflow integration (work in progress): the Together connection type.
+
+Install with the ``airflow`` extra.
+"""
+
+from ._hook import TogetherHook
+
+__all__ = ["TogetherHook"]
