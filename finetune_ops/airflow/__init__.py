@@ -4,5 +4,6 @@ Install with the ``airflow`` extra.
 """
 
 from ._hook import TogetherHook
+from ._trigger import FineTuneJobsTrigger
 
-__all__ = ["TogetherHook"]
+__all__ = ["FineTuneJobsTrigger", "TogetherHook"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 try:  # Airflow 3
     from airflow.sdk import BaseHook, BaseOperator
 except ImportError:  # Airflow 2
-    from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
-    from airflow.models import BaseOperator  # type: ignore[no-redef]
+    from airflow.hooks.base import BaseHook  # type: ignore[no-redef,unused-ignore]
+    from airflow.models import BaseOperator  # type: ignore[no-redef,unused-ignore]
 
 from airflow.exceptions import AirflowException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
