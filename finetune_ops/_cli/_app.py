@@ -17,7 +17,7 @@ from rich.console import Console
 
 from finetune_ops._converter import unstructure
 from finetune_ops._errors import AuthenticationError, FinetuneOpsError
-from finetune_ops._records import FineTuneEvent, FineTuneJob, JobStatus
+from finetune_ops._records import FineTuneCheckpoint, FineTuneEvent, FineTuneJob, JobStatus
 
 from ._batch import Plan
 from ._batch_command import run_batch, write_records
@@ -29,7 +29,7 @@ from ._output import auth_hint, describe_error, note, silence_stdout, stdout_con
 from ._requests import call, fetch_jobs, manager
 from ._selectors import FAIL_ON, Selector, newest_first, selector_from, selector_options
 from ._signals import Stopped
-from ._tables import events_table, job_rows, render_jobs
+from ._tables import checkpoints_table, events_table, job_rows, render_jobs
 from ._times import DURATION
 
 __all__ = ["cli"]
@@ -40,6 +40,7 @@ F = TypeVar("F", bound=Callable[..., object])
 #: The columns of ``-o csv`` for jobs and events.
 JOB_COLUMNS = ("id", "status", "model", "suffix", "created_at", "updated_at", "model_output_name")
 EVENT_COLUMNS = ("created_at", "level", "type", "message")
+CHECKPOINT_COLUMNS = ("step", "created_at", "checkpoint_type", "path")
 
 
 class _Group(click.Group):
@@ -126,7 +127,8 @@ def _print_jobs(jobs: Sequence[FineTuneJob], *, created: bool = False) -> None:
     click.echo("\n".join(render_jobs(job_rows(jobs, created=created), color=_color())))
 
 
-def _batch_options(command: F) -> F:
+def _selection_options(command: F) -> F:
+    """The options of every batch command: which jobs, how hard to push, what to print."""
     options = (
         click.argument("ids", nargs=-1, metavar="[ID]..."),
         click.option(
@@ -154,6 +156,23 @@ def _batch_options(command: F) -> F:
             help="Requests in flight at once.",
         ),
         output_options,
+        click.option("-q", "--quiet", is_flag=True, help="No progress on stderr."),
+        click.option(
+            "-y",
+            "--yes",
+            is_flag=True,
+            help="Do not ask before cancelling a selection or deleting.",
+        ),
+        api_options,
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _journal_options(command: F) -> F:
+    """``--journal`` and ``--journal-records``, for the commands that resume (cancel, wait)."""
+    options = (
         click.option(
             "--journal",
             "journal_path",
@@ -167,13 +186,14 @@ def _batch_options(command: F) -> F:
             is_flag=True,
             help="Keep each job's full record in the journal's result lines.",
         ),
-        click.option("-q", "--quiet", is_flag=True, help="No progress on stderr."),
-        click.option("-y", "--yes", is_flag=True, help="Do not ask before cancelling a selection."),
-        api_options,
     )
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _batch_options(command: F) -> F:
+    return _selection_options(_journal_options(command))
 
 
 # -- cancel and wait ---------------------------------------------------------------------
@@ -280,6 +300,47 @@ def wait(ctx: click.Context, /, **options: Any) -> None:
     ctx.exit(_batch_command("wait", plan, options, selector, select_all=False))
 
 
+@cli.command()
+@_selection_options
+@click.option(
+    "--cancel-first",
+    is_flag=True,
+    help="Cancel a job that has not ended, wait until it has, then delete it; without this "
+    "an active job is refused (and counts as failed).",
+)
+@click.pass_context
+def delete(ctx: click.Context, /, **options: Any) -> None:
+    """Delete jobs: by id, from a file, or by selection. Asks first unless --yes.
+
+    Selections (--status, --model, --created-before/--created-after, --suffix)
+    choose among all the account's jobs; with ids too, only among those ids.
+    A job not found (404) fails on its own; the others are still deleted.
+
+    \b
+      finetune-ops delete --status cancelled --status error --dry-run
+      finetune-ops delete ft-1234 ft-5678 --yes
+      finetune-ops delete --from-file ids.txt --cancel-first --yes --json
+    """
+    selector = _selector(options)
+    if not (options["ids"] or options["from_file"] or selector):
+        raise ConfigError(
+            "nothing to delete: give job ids, --from-file PATH or a selection such as --status"
+        )
+    if not (options["yes"] or options["dry_run"]) and not stdin_is_terminal():
+        raise ConfigError(
+            "delete asks before deleting, but stdin is not a terminal; "
+            "pass --yes to delete without asking"
+        )
+    plan = Plan(
+        cancel=options["cancel_first"],
+        wait=False,
+        delete=True,
+        timeout=options["timeout"],
+        concurrency=options["concurrency"],
+    )
+    ctx.exit(_batch_command("delete", plan, options, selector, select_all=False))
+
+
 def _selector(options: dict[str, Any]) -> Selector:
     return selector_from(
         options["statuses"],
@@ -306,8 +367,8 @@ def _batch_command(
         select_all=select_all,
         dry_run=options["dry_run"],
         fmt=fmt,
-        journal_path=options["journal_path"],
-        journal_records=options["journal_records"],
+        journal_path=options.get("journal_path"),
+        journal_records=options.get("journal_records", False),
         quiet=options["quiet"],
         yes=options["yes"],
         connection=connection,
@@ -446,6 +507,40 @@ def events(
         stdout_console().print(events_table(found))
     else:
         write_records(fmt, [unstructure(event) for event in found], EVENT_COLUMNS)
+
+
+@cli.command()
+@click.argument("job_id", metavar="ID")
+@output_options
+@api_options
+def checkpoints(
+    job_id: str,
+    output: str | None,
+    json_output: bool,
+    base_url: str | None,
+    api_key_file: Path | None,
+    allow_insecure_http: bool,
+) -> None:
+    """Show the checkpoints a job saved, oldest first: what is left of it before a delete.
+
+    \b
+      finetune-ops checkpoints ft-1234
+      finetune-ops checkpoints ft-1234 -o json
+    """
+    fmt = chosen_format(output, json_output)
+    connection = Connection.from_options(base_url, api_key_file, allow_insecure_http)
+    check_ids([job_id])
+
+    async def fetch() -> tuple[FineTuneCheckpoint, ...]:
+        async with manager(connection) as jobs:
+            return await jobs.checkpoints(job_id)
+
+    found = call(fetch())
+    if fmt == "table":
+        stdout_console().print(checkpoints_table(found))
+    else:
+        write_records(fmt, [unstructure(saved) for saved in found], CHECKPOINT_COLUMNS)
+    note(f"{len(found)} checkpoints")
 
 
 # -- the simulator ---------------------------------------------------------------------

@@ -46,6 +46,7 @@ from ._summary import Summary, is_failure
 
 __all__ = [
     "CLI_POLL",
+    "DELETE_COLUMNS",
     "RESULT_COLUMNS",
     "Plan",
     "Sink",
@@ -60,6 +61,8 @@ CLI_POLL = attrs.evolve(DEFAULT_POLL, max_interval=10.0)
 
 #: The columns of ``-o csv`` for batch results.
 RESULT_COLUMNS = ("job_id", "ok", "status", "cancel_sent", "attempts", "elapsed", "error")
+#: The columns of ``-o csv`` for delete results: those of a cancel, and whether the job is gone.
+DELETE_COLUMNS = (*RESULT_COLUMNS, "deleted")
 
 
 @attrs.frozen(kw_only=True)
@@ -68,6 +71,8 @@ class Plan:
 
     cancel: bool
     wait: bool
+    #: Delete each job (after cancelling it first when ``cancel``).
+    delete: bool = False
     timeout: float | None = None
     concurrency: int = 32
     poll: PollPolicy = CLI_POLL
@@ -77,6 +82,8 @@ class Plan:
 
     @property
     def title(self) -> str:
+        if self.delete:
+            return "Deleting (cancelling active jobs first)" if self.cancel else "Deleting"
         if self.cancel:
             return "Cancelling" if not self.wait else "Cancelling (waiting until done)"
         return "Waiting"
@@ -84,7 +91,17 @@ class Plan:
     @property
     def unseen(self) -> str:
         """What a job is waiting for before its status is first seen."""
-        return "to send" if self.cancel else "to check"
+        return "to send" if self.sends else "to check"
+
+    @property
+    def sends(self) -> bool:
+        """Whether the batch sends a request that changes jobs (a cancel, a delete)."""
+        return self.cancel or self.delete
+
+    @property
+    def verb(self) -> str:
+        """The action in the command's messages: delete, cancel or wait."""
+        return "delete" if self.delete else "cancel" if self.cancel else "wait"
 
 
 @attrs.frozen(kw_only=True)
@@ -114,6 +131,7 @@ class Sink:
         journal: Journal | None,
         writer: RecordWriter | None,
         accepted_before: frozenset[str] = frozenset(),
+        delete: bool = False,
     ) -> None:
         self.tracker = tracker
         self.results: list[CancelResult] = []
@@ -122,6 +140,7 @@ class Sink:
         self._journal = journal
         self._writer = writer
         self._accepted_before = accepted_before
+        self._delete = delete
 
     def __call__(self, event: Event) -> None:
         if self.error is not None:
@@ -154,7 +173,7 @@ class Sink:
                 job = unstructure(result.job)
             self._journal.result(result, job)
         if self._writer is not None:
-            self._writer.write(result_record(result))
+            self._writer.write(result_record(result, deleted=self._delete))
 
 
 def choose_display(tracker: Tracker, title: str, *, quiet: bool, json_output: bool) -> Display:
@@ -196,7 +215,11 @@ async def drive(
 
         async def both() -> None:
             async with asyncio.TaskGroup() as group:
-                if work.send:
+                if work.send and plan.delete:
+                    group.create_task(
+                        jobs.delete_many(work.send, cancel_first=plan.cancel, timeout=plan.timeout)
+                    )
+                elif work.send:
                     group.create_task(
                         jobs.cancel_many(work.send, wait=plan.wait, timeout=plan.timeout)
                     )
@@ -227,7 +250,13 @@ def execute(
 ) -> Exit:
     """Run a batch command end to end: run, close the journal, report, pick the exit status."""
     tracker = Tracker(len(work), unseen=plan.unseen)
-    sink = Sink(tracker, journal=journal, writer=writer, accepted_before=work.accepted_before)
+    sink = Sink(
+        tracker,
+        journal=journal,
+        writer=writer,
+        accepted_before=work.accepted_before,
+        delete=plan.delete,
+    )
     signum: int | None = None
     start = time.monotonic()
     try:

@@ -1,4 +1,4 @@
-"""A batch command (``cancel``, ``wait``) from its options to its exit status.
+"""A batch command (``cancel``, ``wait``, ``delete``) from its options to its exit status.
 
 In this order, so that nothing is sent before every check has passed: lock and
 check the journal, read and check the ids, select from the account's list, split
@@ -17,7 +17,7 @@ import click
 
 from finetune_ops._records import FineTuneJob
 
-from ._batch import RESULT_COLUMNS, Plan, Work, execute
+from ._batch import DELETE_COLUMNS, RESULT_COLUMNS, Plan, Work, execute
 from ._config import Connection
 from ._exit import ConfigError, Exit
 from ._formats import RecordWriter
@@ -61,16 +61,16 @@ def _open_journal(
 def _select(
     connection: Connection,
     *,
-    cancel: bool,
+    active_only: bool,
     ids: Sequence[str],
     selector: Selector,
 ) -> list[FineTuneJob]:
-    """The account's jobs that the selector keeps (for a cancel, only those not ended).
+    """The account's jobs that the selector keeps (with ``active_only``, only those not ended).
 
     With ids too, only those of them; an id not in the account's list is left out.
     """
     listing = call(fetch_jobs(connection))
-    jobs = [job for job in listing if not (cancel and job.status.is_terminal)]
+    jobs = [job for job in listing if not (active_only and job.status.is_terminal)]
     jobs = selector.select(jobs)
     if ids:
         wanted = set(ids)
@@ -85,19 +85,28 @@ def _select(
     return jobs
 
 
-def _confirm(connection: Connection, jobs: Sequence[FineTuneJob], *, ask: bool) -> None:
-    """Say how many selected jobs are about to be cancelled; ask first when ``ask``."""
-    counts = Counter(str(job.status) for job in jobs)
+def _announce(
+    connection: Connection, plan: Plan, job_ids: Sequence[str], found: dict[str, FineTuneJob]
+) -> None:
+    """Say how many jobs are about to be cancelled or deleted, by status when listed."""
+    counts = Counter(str(found[job_id].status) for job_id in job_ids if job_id in found)
     shown = ", ".join(f"{status} {count}" for status, count in counts.most_common())
-    note(f"{len(jobs)} active jobs to cancel at {connection.base_url} ({shown}).")
-    if ask and not click.confirm(f"Cancel all {len(jobs)}?", default=False, err=True):
-        note("Nothing was cancelled.")
+    which = "active jobs" if plan.verb == "cancel" else "jobs"
+    detail = f" ({shown})" if shown else ""
+    note(f"{len(job_ids)} {which} to {plan.verb} at {connection.base_url}{detail}.")
+
+
+def _ask(plan: Plan, count: int) -> None:
+    """Ask before sending; a no ends the command with nothing sent."""
+    if not click.confirm(f"{plan.verb.capitalize()} all {count}?", default=False, err=True):
+        note(f"Nothing was {'deleted' if plan.delete else 'cancelled'}.")
         raise click.exceptions.Exit(Exit.DECLINED)
 
 
-def _dry_run(fmt: str, work: Work, jobs: dict[str, FineTuneJob]) -> None:
+def _dry_run(fmt: str, plan: Plan, work: Work, jobs: dict[str, FineTuneJob]) -> None:
     rows: list[dict[str, Any]] = []
-    for action, ids in (("cancel", work.send), ("wait", work.wait)):
+    sending = plan.verb if plan.sends else "cancel"
+    for action, ids in ((sending, work.send), ("wait", work.wait)):
         for job_id in ids:
             job = jobs.get(job_id)
             rows.append(
@@ -122,7 +131,7 @@ def _dry_run(fmt: str, work: Work, jobs: dict[str, FineTuneJob]) -> None:
 def _split(journal: Journal | None, job_ids: list[str], plan: Plan, summary: Summary) -> Work:
     """What is left to do once the journal's facts are taken into account."""
     if journal is None:
-        return Work(send=job_ids) if plan.cancel else Work(wait=job_ids)
+        return Work(send=job_ids) if plan.sends else Work(wait=job_ids)
     resume = journal.resume(job_ids, cancel=plan.cancel, wait=plan.wait)
     if journal.unreadable:
         lines = ", ".join(map(str, journal.unreadable))
@@ -168,7 +177,8 @@ def run_batch(
         check_ids(given)
         found: dict[str, FineTuneJob] = {}
         if selecting:
-            selected = _select(connection, cancel=plan.cancel, ids=given, selector=selector)
+            active_only = plan.cancel and not plan.delete
+            selected = _select(connection, active_only=active_only, ids=given, selector=selector)
             found = {job.id: job for job in selected}
             job_ids = list(found)
             if not job_ids:
@@ -179,16 +189,21 @@ def run_batch(
             if not job_ids:
                 note("No job ids given: nothing to do.")
                 return Exit.OK
-        summary = Summary(cancel=plan.cancel, fail_on=plan.fail_on, total=len(job_ids))
+        summary = Summary(
+            cancel=plan.cancel, fail_on=plan.fail_on, delete=plan.delete, total=len(job_ids)
+        )
         work = _split(journal, job_ids, plan, summary)
         if dry_run:
-            _dry_run(fmt, work, found)
+            _dry_run(fmt, plan, work, found)
             return Exit.OK
-        if plan.cancel and selecting and work.send:
-            _confirm(connection, [found[job_id] for job_id in work.send], ask=not yes)
+        # A delete always asks (it cannot be undone); a cancel only for a selection.
+        if work.send and (plan.delete or (plan.cancel and selecting)):
+            _announce(connection, plan, work.send, found)
+            if not yes:
+                _ask(plan, len(work.send))
         writer = None
         if fmt != "table":
-            writer = RecordWriter(fmt, RESULT_COLUMNS)
+            writer = RecordWriter(fmt, DELETE_COLUMNS if plan.delete else RESULT_COLUMNS)
         run_journal, journal = journal, None  # execute closes it
         return execute(
             connection, work, plan, summary=summary, journal=run_journal, writer=writer, quiet=quiet

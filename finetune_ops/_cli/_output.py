@@ -48,9 +48,12 @@ def error_record(error: BaseException) -> dict[str, Any]:
     return record
 
 
-def result_record(result: CancelResult) -> dict[str, Any]:
-    """One job's result as the JSON object that ``--json`` prints and the journal keeps."""
-    return {
+def result_record(result: CancelResult, *, deleted: bool = False) -> dict[str, Any]:
+    """One job's result as the JSON object that ``--json`` prints and the journal keeps.
+
+    ``deleted`` adds whether the job is gone, for the results of a delete.
+    """
+    record: dict[str, Any] = {
         "job_id": result.job_id,
         "ok": result.ok,
         "status": None if result.status is None else str(result.status),
@@ -60,6 +63,9 @@ def result_record(result: CancelResult) -> dict[str, Any]:
         "error": None if result.error is None else error_record(result.error),
         "job": None if result.job is None else unstructure(result.job),
     }
+    if deleted:
+        record["deleted"] = result.deleted
+    return record
 
 
 def stdout_console() -> Console:

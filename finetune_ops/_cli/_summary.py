@@ -22,6 +22,7 @@ from finetune_ops._results import CancelResult
 __all__ = ["Summary", "is_failure", "outcome"]
 
 CANCELLED = "cancelled"
+DELETED = "deleted"
 ALREADY_ENDED = "already ended"
 STILL_CANCELLING = "still cancelling"
 FAILED = "failed"
@@ -30,6 +31,7 @@ NO_RESULT = "no result"
 
 _STYLES = {
     CANCELLED: "green",
+    DELETED: "green",
     "completed": "green",
     ALREADY_ENDED: "green",
     STILL_CANCELLING: "yellow",
@@ -44,11 +46,15 @@ def is_failure(result: CancelResult, fail_on: Collection[str]) -> bool:
     return not result.ok or (result.status is not None and str(result.status) in fail_on)
 
 
-def outcome(result: CancelResult, *, cancel: bool, fail_on: Collection[str]) -> tuple[str, str]:
+def outcome(
+    result: CancelResult, *, cancel: bool, fail_on: Collection[str], delete: bool = False
+) -> tuple[str, str]:
     """The result's (category, detail)."""
     status = None if result.status is None else str(result.status)
     if not result.ok:
         return FAILED, type(result.error).__name__
+    if delete:
+        return DELETED, "" if status is None else f"was {status}"
     assert status is not None
     if status in fail_on:
         return FAILED, f"ended {status}"
@@ -61,7 +67,7 @@ def outcome(result: CancelResult, *, cancel: bool, fail_on: Collection[str]) -> 
     return ALREADY_ENDED, status
 
 
-_ORDER = (CANCELLED, ALREADY_ENDED, STILL_CANCELLING)
+_ORDER = (DELETED, CANCELLED, ALREADY_ENDED, STILL_CANCELLING)
 
 
 def _rank(category: str) -> tuple[bool, int, str]:
@@ -76,6 +82,7 @@ class Summary:
 
     cancel: bool
     fail_on: frozenset[str]
+    delete: bool = False
     total: int = 0
     skipped: int = 0
     #: Jobs the journal had as done, whose final status is one of ``fail_on``.
@@ -83,7 +90,9 @@ class Summary:
     counts: Counter[tuple[str, str]] = attrs.Factory(Counter)
 
     def add(self, result: CancelResult) -> None:
-        self.counts[outcome(result, cancel=self.cancel, fail_on=self.fail_on)] += 1
+        self.counts[
+            outcome(result, cancel=self.cancel, fail_on=self.fail_on, delete=self.delete)
+        ] += 1
 
     @property
     def results(self) -> int:

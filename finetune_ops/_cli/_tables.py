@@ -10,12 +10,13 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from finetune_ops._records import FineTuneEvent, FineTuneJob, Progress
+from finetune_ops._records import FineTuneCheckpoint, FineTuneEvent, FineTuneJob, Progress
 from finetune_ops._results import CancelResult
 
 __all__ = [
     "age",
     "batch_summary",
+    "checkpoints_table",
     "events_table",
     "job_rows",
     "remaining",
@@ -117,6 +118,18 @@ def events_table(events: Iterable[FineTuneEvent]) -> Table:
         level = event.level or "-"
         style = "red" if level.lower() in {"error", "fatal"} else ""
         table.add_row(when, Text(level, style=style), event.type or "-", Text(event.message or ""))
+    return table
+
+
+def checkpoints_table(checkpoints: Iterable[FineTuneCheckpoint]) -> Table:
+    """One row per checkpoint: step, time (UTC), type, path."""
+    table = _table("step", "time (UTC)", "type", "path")
+    for saved in checkpoints:
+        when = "-"
+        if saved.created_at is not None:
+            when = saved.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        step = "-" if saved.step is None else str(saved.step)
+        table.add_row(step, when, saved.checkpoint_type or "-", Text(saved.path or "-"))
     return table
 
 
