@@ -10,10 +10,11 @@ import finetune_ops.testing
 
 
 def _public(module: types.ModuleType) -> set[str]:
+    # dir() and getattr(), not vars(): the package loads its names on first use.
     return {
         name
-        for name, value in vars(module).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        for name in dir(module)
+        if not name.startswith("_") and not isinstance(getattr(module, name), types.ModuleType)
     }
 
 
