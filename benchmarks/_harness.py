@@ -87,6 +87,8 @@ def plan(
     instead of always charging them to the same one.
     """
     for scenario, clients, repeat in scenarios:
+        if not clients:
+            continue  # none of the chosen clients runs it (the rate ones with --clients sdk)
         for repetition in range(repeat):
             shift = repetition % len(clients)
             for client in clients[shift:] + clients[:shift]:

@@ -47,3 +47,13 @@ def test_quick_benchmark_ends_every_job_terminal(tmp_path: Path) -> None:
         assert run["server_terminal"] == run["jobs"], f"{label}: the simulator disagrees"
         assert run["requests"]["cancel"] >= run["jobs"], f"{label}: some job was never cancelled"
     assert summary["all_terminal"] is True
+
+
+def test_a_scenario_no_chosen_client_runs_is_skipped() -> None:
+    """`--clients sdk` leaves the rate scenarios (finetune_ops only in --quick) with none."""
+    from benchmarks._config import Scenario
+    from benchmarks._harness import plan
+
+    scenario = Scenario(jobs=10, fault_rate=0.0)
+    steps = list(plan([(scenario, (), 1), (scenario, ("raw",), 1)]))
+    assert [step.client for step in steps] == ["raw"]
