@@ -7,7 +7,7 @@ import errno
 import logging
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,7 +17,8 @@ from rich.console import Console
 
 from finetune_ops._converter import unstructure
 from finetune_ops._errors import AuthenticationError, FinetuneOpsError
-from finetune_ops._records import FineTuneCheckpoint, FineTuneEvent, FineTuneJob, JobStatus
+from finetune_ops._manager import JobManager
+from finetune_ops._records import FineTuneJob, JobStatus
 
 from ._batch import Plan
 from ._batch_command import run_batch, write_records
@@ -494,19 +495,11 @@ def events(
     \b
       finetune-ops events ft-1234
     """
-    fmt = chosen_format(output, json_output)
     connection = Connection.from_options(base_url, api_key_file, allow_insecure_http)
-    check_ids([job_id])
-
-    async def fetch() -> tuple[FineTuneEvent, ...]:
-        async with manager(connection) as jobs:
-            return await jobs.events(job_id)
-
-    found = call(fetch())
-    if fmt == "table":
-        stdout_console().print(events_table(found))
-    else:
-        write_records(fmt, [unstructure(event) for event in found], EVENT_COLUMNS)
+    _show_job_records(
+        job_id, connection, chosen_format(output, json_output),
+        read=JobManager.events, table=events_table, columns=EVENT_COLUMNS,
+    )  # fmt: skip
 
 
 @cli.command()
@@ -527,20 +520,36 @@ def checkpoints(
       finetune-ops checkpoints ft-1234
       finetune-ops checkpoints ft-1234 -o json
     """
-    fmt = chosen_format(output, json_output)
     connection = Connection.from_options(base_url, api_key_file, allow_insecure_http)
+    found = _show_job_records(
+        job_id, connection, chosen_format(output, json_output),
+        read=JobManager.checkpoints, table=checkpoints_table, columns=CHECKPOINT_COLUMNS,
+    )  # fmt: skip
+    note(f"{found} checkpoints")
+
+
+def _show_job_records(
+    job_id: str,
+    connection: Connection,
+    fmt: str,
+    *,
+    read: Callable[[JobManager, str], Awaitable[Sequence[Any]]],
+    table: Callable[[Any], Any],
+    columns: Sequence[str],
+) -> int:
+    """One job's events or checkpoints, as a table or records; returns how many."""
     check_ids([job_id])
 
-    async def fetch() -> tuple[FineTuneCheckpoint, ...]:
+    async def fetch() -> Sequence[Any]:
         async with manager(connection) as jobs:
-            return await jobs.checkpoints(job_id)
+            return await read(jobs, job_id)
 
     found = call(fetch())
     if fmt == "table":
-        stdout_console().print(checkpoints_table(found))
+        stdout_console().print(table(found))
     else:
-        write_records(fmt, [unstructure(saved) for saved in found], CHECKPOINT_COLUMNS)
-    note(f"{len(found)} checkpoints")
+        write_records(fmt, [unstructure(record) for record in found], columns)
+    return len(found)
 
 
 # -- the simulator ---------------------------------------------------------------------
