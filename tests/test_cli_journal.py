@@ -605,6 +605,7 @@ def test_resume_never_resends_an_accepted_cancel(
     last = {ids[index]: fact.get("result") for index, fact in history if "result" in fact}
     for job_id in state.finished:
         result = last[job_id]
-        assert result is not None and result["ok"]
+        assert result is not None
+        assert result["ok"]
         if wait:
             assert result["status"] != "cancel_requested"

@@ -109,7 +109,7 @@ def test_apply_keeps_an_accepted_cancel_and_refuses_a_bad_line() -> None:
     assert state.jobs["ft-a"].cancel_accepted
     assert state.jobs["ft-a"].status == "running"
     for line in ({"status": "x"}, {"id": "ft-a", "result": {"status": "x"}}, {"id": 3}):
-        with pytest.raises(ValueError, match="id|ok"):
+        with pytest.raises(ValueError, match=r"id|ok"):
             state.apply(line)
 
 
@@ -123,7 +123,10 @@ def test_reopen_forgets_failed_and_optionally_unended_results() -> None:
             "version": 1,
             "jobs": {
                 "ft-done": {"cancel_accepted": True, "result": {**ok, "status": "cancelled"}},
-                "ft-asked": {"cancel_accepted": True, "result": {**ok, "status": "cancel_requested"}},
+                "ft-asked": {
+                    "cancel_accepted": True,
+                    "result": {**ok, "status": "cancel_requested"},
+                },
                 "ft-failed": {"cancel_accepted": False, "result": failed},
             },
         }
