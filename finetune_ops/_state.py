@@ -282,6 +282,19 @@ def _result_json(result: CancelResult) -> dict[str, Any]:
     }
 
 
+def _is_result(result: Mapping[str, Any]) -> bool:
+    status, attempts, error = result.get("status"), result.get("attempts", 0), result.get("error")
+    return (
+        isinstance(result.get("ok"), bool)
+        and (status is None or isinstance(status, str))
+        and isinstance(result.get("cancel_sent", False), bool)
+        and isinstance(attempts, int)
+        and not isinstance(attempts, bool)
+        and attempts >= 0
+        and (error is None or isinstance(error, Mapping))
+    )
+
+
 def _progress(job_id: object, job: object) -> JobProgress:
     """One job's progress from its JSON object; ValueError when it is not one."""
     if not isinstance(job, Mapping):
@@ -293,8 +306,11 @@ def _progress(job_id: object, job: object) -> JobProgress:
         raise ValueError(f"the state of {job_id!r} has a bad 'status' or 'cancel_accepted'")
     if not (result is None or isinstance(result, Mapping)):
         raise ValueError(f"the result of {job_id!r} is not an object")
-    if result is not None and not isinstance(result.get("ok"), bool):
-        raise ValueError(f"the result of {job_id!r} has no 'ok' true or false")
+    if result is not None and not _is_result(result):
+        raise ValueError(
+            f"the result of {job_id!r} is not {{'ok': bool, 'status': str or null, "
+            "'cancel_sent': bool, 'attempts': int, 'error': object or null}"
+        )
     return JobProgress(
         status=status,
         cancel_accepted=accepted,

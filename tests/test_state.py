@@ -108,9 +108,17 @@ def test_apply_keeps_an_accepted_cancel_and_refuses_a_bad_line() -> None:
     state.apply({"id": "ft-a", "cancel_accepted": False, "status": "running"})
     assert state.jobs["ft-a"].cancel_accepted
     assert state.jobs["ft-a"].status == "running"
-    for line in ({"status": "x"}, {"id": "ft-a", "result": {"status": "x"}}, {"id": 3}):
-        with pytest.raises(ValueError, match=r"id|ok"):
+    bad_results = [
+        {"status": "x"},
+        {"ok": True, "attempts": "2"},
+        {"ok": True, "status": 5},
+        {"ok": False, "error": "boom"},
+    ]
+    lines = [{"status": "x"}, {"id": 3}, *({"id": "ft-a", "result": r} for r in bad_results)]
+    for line in lines:
+        with pytest.raises(ValueError, match=r"id|result"):
             state.apply(line)
+    assert state.jobs["ft-a"].result is None
 
 
 def test_reopen_forgets_failed_and_optionally_unended_results() -> None:
