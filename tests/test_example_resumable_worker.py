@@ -91,14 +91,22 @@ async def start(base_url: str, state: Path, *ids: str) -> asyncio.subprocess.Pro
     )
 
 
+def read_state(path: Path) -> dict[str, Any] | None:
+    """The state file's content (whole: it is replaced, never rewritten), or None before it."""
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    return data
+
+
 async def file_shows(path: Path, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    """The state file's content once ``done`` holds for it (the file is replaced whole)."""
+    """The state file's content once ``done`` holds for it."""
     async with asyncio.timeout(60):  # a bound for a broken worker, not a timing
         while True:
-            with contextlib.suppress(FileNotFoundError):
-                data: dict[str, Any] = json.loads(path.read_text())
-                if done(data):
-                    return data
+            data = read_state(path)
+            if data is not None and done(data):
+                return data
             await asyncio.sleep(0.02)
 
 
@@ -157,7 +165,8 @@ async def test_a_killed_worker_resumes_without_a_second_cancel(tmp_path: Path) -
     assert sorted(line for line in lines if line.startswith("ft-")) == sorted(
         f"{job_id}: cancelled" for job_id in ids
     )
-    final = json.loads(state.read_text())
+    final = read_state(state)
+    assert final is not None
     assert final["deadline"] == killed_at["deadline"]
     assert finished(final) == set(ids)
     assert all(job["result"]["ok"] for job in final["jobs"].values())
