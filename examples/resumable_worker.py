@@ -11,8 +11,9 @@ half-written, at most once a second. Run again with the same file, the worker
 goes on where the last run stopped, even one killed with SIGKILL: jobs with
 their result are not looked at again, a cancel the API accepted is not sent
 again, and the deadline stays the one the first run set. What the file cannot
-know is a cancel sent and not yet answered when the worker died: that one is
-sent again (a second cancel of a job is harmless, the API takes it as the same).
+know is a cancel sent and not yet answered when the worker died (or answered in
+its last second): that one is sent again, which asks nothing new of a job
+already stopping.
 
 SIGTERM or Ctrl-C stops the worker the way an orchestrator does: the state is
 saved and the jobs are left as they are (stopping the worker cancels no job).
@@ -28,6 +29,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -44,6 +46,9 @@ class StateFile:
         self.state = state
         self._every = every
         self._dirty = asyncio.Event()
+        self._taken = 0  # snapshots taken, and the newest one on disk
+        self._on_disk = 0
+        self._disk = threading.Lock()
 
     @classmethod
     def load(cls, path: Path) -> fo.BatchState | None:
@@ -62,8 +67,16 @@ class StateFile:
     async def save(self) -> None:
         """Write the state now (its JSON is taken here, on the loop; the disk work in a thread)."""
         self._dirty.clear()
-        text = json.dumps(self.state.to_json(), indent=1)
-        await asyncio.to_thread(_replace, self.path, text)
+        self._taken += 1
+        await asyncio.to_thread(self._write, self._taken, json.dumps(self.state.to_json()))
+
+    def _write(self, number: int, text: str) -> None:
+        # A write goes on in its thread when its task is cancelled: never let it
+        # land after a newer snapshot's.
+        with self._disk:
+            if number > self._on_disk:
+                _replace(self.path, text)
+                self._on_disk = number
 
     @contextlib.asynccontextmanager
     async def kept(self) -> AsyncIterator[None]:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 from collections import Counter
@@ -171,3 +172,35 @@ async def test_a_killed_worker_resumes_without_a_second_cancel(tmp_path: Path) -
     assert finished(final) == set(ids)
     assert all(job["result"]["ok"] for job in final["jobs"].values())
     assert all(sim.status(job_id) == "cancelled" for job_id in ids)
+
+
+async def test_wait_only_cancels_nothing(tmp_path: Path) -> None:
+    """--wait: each job's result as it ends by itself; no cancel is sent."""
+    sim = Simulator(lifecycle=Lifecycle(running=0.2, compressing=0, uploading=0))
+    ids = sim.add_jobs(3, statuses=("running",))
+    state = tmp_path / "batch.json"
+    async with sim.serve() as base_url:
+        worker = await start(base_url, state, "--wait", *ids)
+        out, _ = await asyncio.wait_for(worker.communicate(), 60)
+    assert worker.returncode == 0, out.decode()
+    assert sorted(line for line in out.decode().splitlines() if line.startswith("ft-")) == sorted(
+        f"{job_id}: completed" for job_id in ids
+    )
+    assert sim.counters["cancel"] == 0
+
+
+async def test_simulate_stops_and_resumes(tmp_path: Path) -> None:
+    """--simulate: a run stopped after a second, then one from the file that sends no cancel."""
+    worker = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-W", "error", str(WORKER), "--simulate", "--poll-interval", "0.2"),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(worker.communicate(), 60)
+    text = out.decode()
+    assert worker.returncode == 0, text
+    # Its jobs take 3 s to stop after the cancel: none had its result at the stop.
+    assert re.search(r"0 of 10 jobs have their result, \d+ cancels were accepted", text)
+    assert text.count(": cancelled") == 10
+    assert text.rstrip().endswith("10 jobs, 0 failed")
