@@ -18,7 +18,8 @@ What is cancelled, and when:
   them with ``finetune-ops cancel``. The flow's own stopping is never a reason: an asyncio
   ``CancelledError`` inside the flow stops the wait, not the jobs.
 - A retry of the flow run finds the jobs it started before, by the same
-  suffix, and waits for them instead of starting them again.
+  suffix, and waits for them instead of starting them again (a job that
+  failed is started anew).
 """
 
 from __future__ import annotations
@@ -38,10 +39,14 @@ from prefect.states import State
 import finetune_ops as fo
 
 MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
+FAILED = frozenset({"error", "user_error", "cancelled"})
 
 
 def run_mark(flow_run_id: object) -> str:
-    """The suffix prefix of one flow run's jobs (short: the API puts it in the model's name)."""
+    """The start of the suffix of one flow run's jobs: ``pf-<12 hex>-<index>-<try>``.
+
+    Short, because the API puts the suffix in the output model's name.
+    """
     return "pf-" + str(flow_run_id).replace("-", "")[:12]
 
 
@@ -55,7 +60,11 @@ async def jobs_of_run(jobs: fo.JobManager, mark: str) -> dict[str, fo.FineTuneJo
 
 
 async def cancel_started_jobs(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
-    """``on_cancellation``: cancel this run's jobs that are still active; log each outcome."""
+    """``on_cancellation``: cancel this run's jobs that are still active; log each outcome.
+
+    It may run in the runner's process, not the flow's: the key comes from that
+    process's TOGETHER_API_KEY.
+    """
     logger = flow_run_logger(flow_run, flow)
     async with fo.JobManager() as jobs:
         started = await jobs_of_run(jobs, run_mark(flow_run.id))
@@ -88,13 +97,19 @@ async def fine_tune_sweep(
     mark = run_mark(current_flow_run.id)
     poll = fo.PollPolicy(interval=poll_interval, max_interval=max(poll_interval, 300.0))
     async with fo.JobManager(poll=poll) as jobs:
-        before = await jobs_of_run(jobs, mark)  # a retry of this flow run
+        before = await jobs_of_run(jobs, mark)  # what earlier tries of this flow run started
         ids = []
         for index, rate in enumerate(learning_rates):
-            suffix = f"{mark}-{index}"
-            job = before.get(suffix) or await jobs.create(
-                model=model, training_file=training_file, learning_rate=rate, suffix=suffix
-            )
+            # A retry waits for the job it started before, unless that one failed.
+            tries = [job for suffix, job in before.items() if suffix.startswith(f"{mark}-{index}-")]
+            job = next((job for job in tries if job.status not in FAILED), None)
+            if job is None:
+                job = await jobs.create(
+                    model=model,
+                    training_file=training_file,
+                    learning_rate=rate,
+                    suffix=f"{mark}-{index}-{len(tries)}",
+                )
             logger.info("%s (learning rate %s): %s", job.id, rate, job.status)
             ids.append(job.id)
         report = await jobs.wait_many(ids, timeout=wait_timeout)

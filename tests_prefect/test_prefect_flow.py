@@ -19,6 +19,7 @@ import prefect_flow
 import pytest
 from conftest import EXAMPLES
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.objects import StateType
 from prefect.states import State
 
@@ -134,6 +135,14 @@ async def test_a_cancelled_flow_run_cancels_the_jobs_it_started(
                 return set(jobs_of(sim, run.id).values()) == {"cancelled"}
 
             await until(jobs_cancelled, "the hook cancelled the run's jobs")
+
+            async def hook_logged() -> bool:
+                logs = await client.read_logs(
+                    log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id]))
+                )
+                return any("cancelling 2 of the 2 jobs" in log.message for log in logs)
+
+            await until(hook_logged, "the on_cancellation hook's log")
     finally:
         if runner.returncode is None:
             runner.send_signal(signal.SIGTERM)
@@ -145,3 +154,35 @@ async def test_a_cancelled_flow_run_cancels_the_jobs_it_started(
     assert sim.counters["create"] == 2
     assert sim.counters["cancel"] == 2  # one each, and none for the other job
     assert sim.status(untouched) == "running"
+
+
+async def test_a_retry_waits_for_the_jobs_it_started_and_restarts_a_failed_one(
+    prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prefect retries the flow run after a job failed: one new job, the other waited for."""
+    sim = Simulator(lifecycle=SLOW)
+
+    async def service() -> None:
+        # The service ends each job as the test wants: the first try of job 1 fails.
+        while True:
+            for job_id in sim.job_ids():
+                if sim.status(job_id) in {"pending", "queued", "running"}:
+                    failed = sim.job(job_id)["suffix"].endswith("-1-0")
+                    sim.set_status(job_id, "error" if failed else "completed")
+            await asyncio.sleep(0.05)
+
+    async with sim.serve() as base_url:
+        monkeypatch.setenv("TOGETHER_BASE_URL", base_url)
+        monkeypatch.setenv("TOGETHER_API_KEY", "sk-example")
+        driver = asyncio.create_task(service())
+        try:
+            sweep = prefect_flow.fine_tune_sweep.with_options(retries=1)
+            state = await sweep("file-abc", [1e-5, 2e-5], poll_interval=0.2, return_state=True)
+        finally:
+            driver.cancel()
+    assert state.is_completed(), state
+    models = await state.result()
+    suffixes = {sim.job(job_id)["suffix"][16:]: sim.status(job_id) for job_id in sim.job_ids()}
+    assert suffixes == {"0-0": "completed", "1-0": "error", "1-1": "completed"}
+    assert {sim.job(job_id)["suffix"][16:] for job_id in models} == {"0-0", "1-1"}
+    assert sim.counters["create"] == 3
