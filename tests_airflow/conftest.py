@@ -37,7 +37,7 @@ def connection(base_url: str) -> str:
     return json.dumps({"conn_type": "together", "host": base_url, "password": KEY})
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def metadata_db() -> None:
     """Airflow's default local metadata database (sqlite in the temporary home), migrated once."""
     subprocess.run(
@@ -58,13 +58,21 @@ async def sim(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Simulator]:
 
 
 @pytest.fixture
-def threaded_sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
+def cancel_delay() -> float:
+    """Seconds from cancel_requested to cancelled in `threaded_sim`; parametrize to change."""
+    return 0.0
+
+
+@pytest.fixture
+def threaded_sim(monkeypatch: pytest.MonkeyPatch, cancel_delay: float) -> Iterator[Simulator]:
     """A keyed simulator on its own thread, for operators' synchronous methods.
 
-    Cancelled jobs end at once (``cancel_delay=0``) so that no test moves the
-    clock while a request is being answered.
+    By default cancelled jobs end at once, so that no test has to move the
+    clock while a request is being answered; a test that does moves it only
+    between an operator's calls.
     """
-    simulator = Simulator(api_key=KEY, clock=ManualClock(), lifecycle=Lifecycle(cancel_delay=0))
+    lifecycle = Lifecycle(cancel_delay=cancel_delay)
+    simulator = Simulator(api_key=KEY, clock=ManualClock(), lifecycle=lifecycle)
     with simulator.serve_in_thread() as base_url:
         monkeypatch.setenv(CONN_ENV, connection(base_url))
         yield simulator

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -17,6 +17,15 @@ from finetune_ops.airflow._trigger import poll_policy
 from finetune_ops.testing import Simulator
 
 FAST = 0.01
+
+
+async def until(check: Callable[[], bool]) -> None:
+    """Let the trigger run until ``check()`` holds (an event order, not a time)."""
+    for _ in range(50_000):
+        if check():
+            return
+        await asyncio.sleep(FAST)
+    raise AssertionError("never happened")
 
 
 def rebuilt(trigger: FineTuneJobsTrigger) -> FineTuneJobsTrigger:
@@ -68,8 +77,8 @@ async def test_run_to_completion(sim: Simulator) -> None:
     running = sim.add_job("running")
     trigger = FineTuneJobsTrigger(state=BatchState([done, running]).to_json(), poll_interval=FAST)
     task = asyncio.ensure_future(first_event(trigger))
-    while sim.counters["retrieve"] < 2:  # both looked at once, the running one still running
-        await asyncio.sleep(FAST)
+    # Both looked at once, the running one still running.
+    await until(lambda: sim.counters["retrieve"] >= 2)
     assert not task.done()
     sim.set_status(running, "completed")
     payload = await task
@@ -100,8 +109,7 @@ async def test_cancelled_error_ends_the_wait_and_cancels_nothing(sim: Simulator)
         state=BatchState([running]).to_json(), poll_interval=FAST, cancel_on_kill=True
     )
     task = asyncio.ensure_future(first_event(trigger))
-    while sim.counters["retrieve"] < 2:
-        await asyncio.sleep(FAST)
+    await until(lambda: sim.counters["retrieve"] >= 2)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -123,8 +131,7 @@ async def test_restart_mid_wait_sends_no_second_cancel(sim: Simulator) -> None:
 
     task = asyncio.ensure_future(first_event(first))
     sim.set_status(ids[0], "cancelled")  # one ends before the restart, two after
-    while first._state.pending != ids[1:]:
-        await asyncio.sleep(FAST)
+    await until(lambda: first._state.pending == ids[1:])
     moved = rebuilt(first)  # serialized mid-wait, as it would be handed on
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -163,8 +170,8 @@ async def test_kill_hook_cancels_the_job_only_when_asked(sim: Simulator) -> None
             state=BatchState([job_id]).to_json(), poll_interval=FAST, cancel_on_kill=flag
         )
         task = asyncio.ensure_future(first_event(trigger))
-        while sim.counters["retrieve"] < (2 if job_id == keep else 4):
-            await asyncio.sleep(FAST)
+        looks = 2 if job_id == keep else 4
+        await until(lambda looks=looks: sim.counters["retrieve"] >= looks)
         task.cancel("user-action")  # what the triggerer does before calling on_kill
         with pytest.raises(asyncio.CancelledError):
             await task
