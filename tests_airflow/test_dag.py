@@ -36,7 +36,8 @@ def example_dag() -> Any:
     path = folder / EXAMPLE.name
     shutil.copyfile(EXAMPLE, path)
     spec = importlib.util.spec_from_file_location("airflow_dag_example", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
