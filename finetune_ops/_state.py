@@ -23,6 +23,14 @@ The JSON form::
 
 A result is ``{"ok", "status", "cancel_sent", "attempts", "error"}``, where
 ``error`` is null or ``{"type", "message", "status_code"}``.
+
+The same state can be kept as it changes, as JSON lines (the command line's
+``--journal``): a first line with ``"format"``, ``"version"`` and ``"form":
+"journal"`` (plus what the writer wants to check on resuming: a command, a
+base URL), then one line per change of one job, ``{"id": ..., <the job's
+fields that changed>}``, such as ``{"id": "ft-1", "cancel_accepted": true}``.
+:meth:`BatchState.apply` folds such a line in; :func:`accepted_line` and
+:func:`result_line` make them. Readers ignore keys they do not know.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from ._policies import seconds
 from ._records import FineTuneJob, JobStatus
 from ._results import CancelResult
 
-__all__ = ["BatchState", "JobProgress"]
+__all__ = ["BatchState", "JobProgress", "accepted_line", "result_line"]
 
 FORMAT: Final = "finetune-ops/batch"
 VERSION: Final = 1
@@ -169,13 +177,51 @@ class BatchState:
         if result.status is not None:
             job.status = str(result.status)
         job.cancel_accepted = job.cancel_accepted or result.cancel_sent
-        job.result = {
-            "ok": result.ok,
-            "status": None if result.status is None else str(result.status),
-            "cancel_sent": result.cancel_sent,
-            "attempts": result.attempts,
-            "error": None if result.error is None else error_to_json(result.error),
-        }
+        job.result = _result_json(result)
+
+    def apply(self, line: Mapping[str, Any]) -> None:
+        """Fold in one change line of a journal (``{"id": ..., <changed fields>}``).
+
+        The fields given replace the job's, except that an accepted cancel stays
+        accepted. A job the state does not hold is added. ValueError for a line
+        that is not a change of one job.
+        """
+        job_id = line.get("id") if isinstance(line, Mapping) else None
+        if not isinstance(job_id, str):
+            raise ValueError("a change line needs an 'id' string")
+        job = self.jobs.get(job_id) or JobProgress()
+        changed = _progress(job_id, {**job.to_json(), **line})
+        changed.cancel_accepted = changed.cancel_accepted or job.cancel_accepted
+        self.jobs[job_id] = changed
+
+    def reopen(self, *, unended: bool = False) -> list[str]:
+        """Forget the results that failed, so a batch from this state tries those jobs again.
+
+        With ``unended``, also those of jobs that had not ended (a cancel that did
+        not wait). Accepted cancels stay accepted: they are not sent again.
+        Returns the ids reopened, in order.
+        """
+        reopened = []
+        for job_id, job in self.jobs.items():
+            result = job.result
+            if result is None:
+                continue
+            status = result.get("status")
+            ended = isinstance(status, str) and JobStatus(status).is_terminal
+            if not result.get("ok") or (unended and not ended):
+                job.result = None
+                reopened.append(job_id)
+        return reopened
+
+    def subset(self, job_ids: Iterable[str]) -> BatchState:
+        """A state of only ``job_ids`` (which it must hold), with this one's deadline.
+
+        The two share each job's progress: a batch run from the subset keeps this
+        state current too.
+        """
+        part = BatchState(deadline=self.deadline)
+        part.jobs = {job_id: self.jobs[job_id] for job_id in job_ids}
+        return part
 
     # -- JSON -------------------------------------------------------------------------
 
@@ -204,20 +250,69 @@ class BatchState:
             raise ValueError("a batch state needs a 'jobs' object and a 'deadline' string or null")
         state = cls(deadline=None if deadline is None else parse_timestamp(deadline))
         for job_id, job in jobs.items():
-            if not isinstance(job, Mapping):
-                raise ValueError(f"the state of {job_id!r} is not an object")
-            status, accepted, result = (
-                job.get("status"),
-                job.get("cancel_accepted"),
-                job.get("result"),
-            )
-            if not (status is None or isinstance(status, str)) or not isinstance(accepted, bool):
-                raise ValueError(f"the state of {job_id!r} has a bad 'status' or 'cancel_accepted'")
-            if not (result is None or isinstance(result, Mapping)):
-                raise ValueError(f"the result of {job_id!r} is not an object")
-            state.jobs[str(job_id)] = JobProgress(
-                status=status,
-                cancel_accepted=accepted,
-                result=None if result is None else dict(result),
-            )
+            state.jobs[str(job_id)] = _progress(job_id, job)
         return state
+
+
+def accepted_line(job_id: str, status: str | None = None) -> dict[str, Any]:
+    """The change line for a cancel the API accepted (answering with ``status``)."""
+    line: dict[str, Any] = {"id": job_id, "cancel_accepted": True}
+    if status is not None:
+        line["status"] = status
+    return line
+
+
+def result_line(result: CancelResult) -> dict[str, Any]:
+    """The change line for a job's final result (and the status it ended with)."""
+    line: dict[str, Any] = {"id": result.job_id, "result": _result_json(result)}
+    if result.status is not None:
+        line["status"] = str(result.status)
+    if result.cancel_sent:
+        line["cancel_accepted"] = True
+    return line
+
+
+def _result_json(result: CancelResult) -> dict[str, Any]:
+    return {
+        "ok": result.ok,
+        "status": None if result.status is None else str(result.status),
+        "cancel_sent": result.cancel_sent,
+        "attempts": result.attempts,
+        "error": None if result.error is None else error_to_json(result.error),
+    }
+
+
+def _is_result(result: Mapping[str, Any]) -> bool:
+    status, attempts, error = result.get("status"), result.get("attempts", 0), result.get("error")
+    return (
+        isinstance(result.get("ok"), bool)
+        and (status is None or isinstance(status, str))
+        and isinstance(result.get("cancel_sent", False), bool)
+        and isinstance(attempts, int)
+        and not isinstance(attempts, bool)
+        and attempts >= 0
+        and (error is None or isinstance(error, Mapping))
+    )
+
+
+def _progress(job_id: object, job: object) -> JobProgress:
+    """One job's progress from its JSON object; ValueError when it is not one."""
+    if not isinstance(job, Mapping):
+        raise ValueError(f"the state of {job_id!r} is not an object")
+    status = job.get("status")
+    accepted = job.get("cancel_accepted", False)
+    result = job.get("result")
+    if not (status is None or isinstance(status, str)) or not isinstance(accepted, bool):
+        raise ValueError(f"the state of {job_id!r} has a bad 'status' or 'cancel_accepted'")
+    if not (result is None or isinstance(result, Mapping)):
+        raise ValueError(f"the result of {job_id!r} is not an object")
+    if result is not None and not _is_result(result):
+        raise ValueError(
+            f"the result of {job_id!r} is not {{'ok': bool, 'status': str or null, "
+            "'cancel_sent': bool, 'attempts': int, 'error': object or null}"
+        )
+    return JobProgress(
+        status=status,
+        cancel_accepted=accepted,
+        result=None if result is None else dict(result),
+    )

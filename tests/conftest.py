@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,6 +14,14 @@ import pytest_asyncio
 from aiohttp import web
 
 pytest_plugins = ["pytester", "finetune_ops.testing.pytest_plugin"]
+
+if os.environ.get("FINETUNE_OPS_TEST_LOOP") == "uvloop":
+    # The async tests run on uvloop instead (CI runs part of the suite so):
+    # the library must not depend on details of asyncio's own loop.
+    import uvloop
+
+    def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+        return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest_asyncio.fixture(autouse=True)

@@ -29,7 +29,7 @@ from finetune_ops._cli._inputs import parse_id_lines
 from finetune_ops.testing import FaultKind, Lifecycle, ManualClock, RateLimit, Simulator
 
 RESULT_KEYS = {"job_id", "ok", "status", "cancel_sent", "attempts", "elapsed", "error", "job"}
-RESULT_FACT_KEYS = {"id", "event", "ok", "status", "cancel_sent", "error"}
+RESULT_LINE_KEYS = {"id", "status", "cancel_accepted", "result"}
 
 #: Variables that would change what the command does or how it renders.
 _CLEARED = (
@@ -415,9 +415,9 @@ async def test_journal_resume_sends_no_second_cancel(sim: Simulator, tmp_path: P
     assert json.loads(header)["command"] == "cancel"
     records = [json.loads(line) for line in facts if "cut-off" not in line]
     assert len(records) == 12  # an accepted line and a result line per job
-    results = [record for record in records if record["event"] == "result"]
+    results = [record for record in records if "result" in record]
     assert sorted(record["id"] for record in results) == sorted(ids)
-    assert all(set(record) == RESULT_FACT_KEYS and record["ok"] for record in results)
+    assert all(set(record) == RESULT_LINE_KEYS and record["result"]["ok"] for record in results)
 
 
 async def test_journal_retries_failed_jobs(tmp_path: Path) -> None:
@@ -435,10 +435,10 @@ async def test_journal_retries_failed_jobs(tmp_path: Path) -> None:
     _header, failed, accepted, cancelled = (
         json.loads(line) for line in journal.read_text().splitlines()
     )
-    assert failed["ok"] is False
-    assert failed["error"]["type"] == "AuthenticationError"
-    assert accepted == {"id": job_id, "event": "accepted"}
-    assert cancelled["ok"] is True
+    assert failed["result"]["ok"] is False
+    assert failed["result"]["error"]["type"] == "AuthenticationError"
+    assert accepted == {"id": job_id, "cancel_accepted": True, "status": "cancelled"}
+    assert cancelled["result"]["ok"] is True
     assert cancelled["status"] == "cancelled"
 
 

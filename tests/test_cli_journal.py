@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_cli import PATIENCE, child_env, invoke, json_lines
 
+from finetune_ops import BatchState
 from finetune_ops.testing import FaultKind, FaultPlan, Lifecycle, Simulator
 
 #: Starts the command as `python -m finetune_ops` does, with Python's own Ctrl-C handling
@@ -73,7 +74,7 @@ def accepted(journal: Path) -> set[str]:
     """The ids the journal records an accepted cancel for."""
     if not journal.exists() or not journal.read_text().endswith("\n"):
         return set()
-    return {fact["id"] for fact in facts(journal)[1] if fact["event"] == "accepted"}
+    return {fact["id"] for fact in facts(journal)[1] if fact.get("cancel_accepted") is True}
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -141,10 +142,11 @@ async def test_signal_mid_batch_then_resume_sends_no_cancel_twice(
         )
     assert resumed.exit_code == 0, resumed.stderr
     assert sim.counters["cancel"] == len(ids) - len(before)
-    assert sorted(record["job_id"] for record in json_lines(resumed.stdout)) == sorted(
-        set(ids) - before
-    )
-    assert f"journal: {len(before)} of 30 jobs already done" in resumed.stderr
+    # Every job has its result; those accepted before say so, and were not sent again.
+    records = {record["job_id"]: record for record in json_lines(resumed.stdout)}
+    assert sorted(records) == sorted(ids)
+    assert all(record["cancel_sent"] for record in records.values())
+    assert f"journal: {len(before)} cancels accepted before; not sending them" in resumed.stderr
 
 
 async def test_sigterm_while_waiting_then_resume_only_waits(tmp_path: Path) -> None:
@@ -168,16 +170,16 @@ async def test_sigterm_while_waiting_then_resume_only_waits(tmp_path: Path) -> N
         assert sorted(record["job_id"] for record in printed) == sorted(done)
         assert "Interrupted: 5 of 7 jobs have no result." in err.decode()
         _, lines = facts(journal)
-        assert all(
-            set(line) <= {"id", "event", "ok", "status", "cancel_sent", "error"} for line in lines
-        )
+        assert all(set(line) <= {"id", "cancel_accepted", "status", "result"} for line in lines)
 
         sent = sim.counters["cancel"]
         no_wait = await invoke(
             "cancel", *done, *stuck, "--no-wait", "--journal", journal, base_url=url
         )
         assert no_wait.exit_code == 0, no_wait.stderr
-        assert "7 of 7 jobs already done" in no_wait.stderr
+        assert "2 of 7 jobs already done" in no_wait.stderr
+        assert "5 cancels accepted before; not sending them again" in no_wait.stderr
+        assert sim.counters["cancel"] == sent
         for job_id in stuck:
             sim.set_status(job_id, "cancelled")
         resumed = await invoke(
@@ -319,23 +321,39 @@ async def test_journal_lines_are_small_unless_asked(sim: Simulator, tmp_path: Pa
     await invoke("cancel", first, "--journal", small, base_url=sim.base_url)
     await invoke("cancel", second, "--journal", full, "--journal-records", base_url=sim.base_url)
     header, lines = facts(small)
-    assert set(header) == {"journal", "version", "command", "base_url", "created_at"}
-    assert header["journal"] == "finetune-ops"
-    assert header["version"] == 1
+    assert set(header) == {"format", "version", "form", "command", "base_url", "created_at"}
+    assert (header["format"], header["version"], header["form"]) == (
+        "finetune-ops/batch",
+        1,
+        "journal",
+    )
     assert lines == [
-        {"id": first, "event": "accepted"},
+        {"id": first, "cancel_accepted": True, "status": "cancelled"},
         {
             "id": first,
-            "event": "result",
-            "ok": True,
             "status": "cancelled",
-            "cancel_sent": True,
-            "error": None,
+            "cancel_accepted": True,
+            "result": {
+                "ok": True,
+                "status": "cancelled",
+                "cancel_sent": True,
+                "attempts": 1,
+                "error": None,
+            },
         },
     ]
+    # The journal is the batch's state written as it changes: folded, it is that state.
+    state = BatchState([first])
+    for line in lines:
+        state.apply(line)
+    assert state.result(first) is not None
+    assert state.jobs[first].cancel_accepted
     _, [_, result] = facts(full)
     assert result["job"]["id"] == second
     assert result["job"]["status"] == "cancelled"
+
+
+HEADER = {"format": "finetune-ops/batch", "version": 1, "form": "journal", "command": "cancel"}
 
 
 async def test_resume_reads_a_large_journal_in_bounded_memory(tmp_path: Path) -> None:
@@ -347,48 +365,26 @@ async def test_resume_reads_a_large_journal_in_bounded_memory(tmp_path: Path) ->
     url = "http://127.0.0.1:9/v1"
     path = tmp_path / "big.jsonl"
     ids = [f"ft-{index:08d}" for index in range(50_000)]
+    result = {"ok": True, "status": "cancelled", "cancel_sent": True, "attempts": 1, "error": None}
     with path.open("w") as file:
-        file.write(
-            json.dumps(
-                {
-                    "journal": "finetune-ops",
-                    "version": 1,
-                    "command": "cancel",
-                    "base_url": url,
-                    "created_at": "2026-01-01T00:00:00Z",
-                }
-            )
-            + "\n"
-        )
+        header = {**HEADER, "base_url": url, "created_at": "2026-01-01T00:00:00Z"}
+        file.write(json.dumps(header) + "\n")
         for job_id in ids:
-            file.write(json.dumps({"id": job_id, "event": "accepted"}) + "\n")
-            file.write(
-                json.dumps(
-                    {
-                        "id": job_id,
-                        "event": "result",
-                        "ok": True,
-                        "status": "cancelled",
-                        "cancel_sent": True,
-                        "error": None,
-                        "job": {"id": job_id, "pad": "x" * 900},
-                    }
-                )
-                + "\n"
-            )
+            file.write(json.dumps({"id": job_id, "cancel_accepted": True}) + "\n")
+            line = {"id": job_id, "status": "cancelled", "result": result}
+            file.write(json.dumps({**line, "job": {"id": job_id, "pad": "x" * 900}}) + "\n")
     size = path.stat().st_size
     tracemalloc.start()
     journal = Journal(path, command="cancel", base_url=url, records=False).open()
     try:
-        resume = journal.resume(ids, cancel=True, wait=True)
+        state = journal.state(ids)
     finally:
         journal.close()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert resume.send == []
-    assert resume.wait == []
-    assert len(resume.done) == len(ids)
-    assert peak < size / 4  # per-id outcomes only, never the file's lines
+    assert state.pending == []
+    assert all(state.jobs[job_id].cancel_accepted for job_id in ids)
+    assert peak < size / 4  # per-id progress only, never the file's lines
 
 
 # -- a closed stdout and a full disk -----------------------------------------------------
@@ -560,29 +556,21 @@ async def test_full_disk_on_stdout_for_list() -> None:
 
 # -- the resume rule, for any history of facts -------------------------------------------
 
+_RESULTS = st.builds(
+    lambda ok, status, sent: {
+        "ok": ok,
+        "status": status if ok else None,
+        "cancel_sent": sent,
+        "attempts": 1,
+        "error": None if ok else {"type": "WaitTimeoutError", "message": "not yet"},
+    },
+    st.booleans(),
+    st.sampled_from(["cancelled", "completed", "error", "cancel_requested"]),
+    st.booleans(),
+)
 _FACTS = st.one_of(
-    st.just({"event": "accepted"}),
-    st.builds(
-        lambda status, sent: {
-            "event": "result",
-            "ok": True,
-            "status": status,
-            "cancel_sent": sent,
-            "error": None,
-        },
-        st.sampled_from(["cancelled", "completed", "error", "cancel_requested"]),
-        st.booleans(),
-    ),
-    st.builds(
-        lambda sent: {
-            "event": "result",
-            "ok": False,
-            "status": None,
-            "cancel_sent": sent,
-            "error": {"type": "WaitTimeoutError", "message": "not yet"},
-        },
-        st.booleans(),
-    ),
+    st.just({"cancel_accepted": True}),
+    _RESULTS.map(lambda result: {"result": result, "cancel_accepted": result["cancel_sent"]}),
 )
 
 
@@ -596,28 +584,28 @@ _FACTS = st.one_of(
 def test_resume_never_resends_an_accepted_cancel(
     tmp_path_factory: pytest.TempPathFactory, history: list[tuple[int, dict[str, Any]]], wait: bool
 ) -> None:
-    """Whatever the journal holds, every id lands in one bucket and no accepted one is resent."""
+    """Whatever the journal holds, every id is done or runs again, and no accepted one is resent."""
     from finetune_ops._cli._journal import Journal
 
     ids = [f"ft-{index}" for index in range(6)]
     path = tmp_path_factory.mktemp("journal") / "cancel.jsonl"
     url = "http://127.0.0.1:9/v1"
-    lines = [{"journal": "finetune-ops", "version": 1, "command": "cancel", "base_url": url}]
+    lines = [{**HEADER, "base_url": url}]
     lines += [{"id": ids[index], **fact} for index, fact in history]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     journal = Journal(path, command="cancel", base_url=url, records=False).open()
     try:
-        resume = journal.resume(ids, cancel=True, wait=wait)
+        state = journal.state(ids)
     finally:
         journal.close()
-    buckets = [set(resume.send), set(resume.wait), set(resume.done)]
-    assert sorted(job_id for bucket in buckets for job_id in bucket) == ids
-    sent_before = {
-        ids[index]
-        for index, fact in history
-        if fact["event"] == "accepted" or fact.get("cancel_sent") is True
-    }
-    assert not sent_before & set(resume.send)
-    assert sent_before == resume.accepted
-    if not wait:
-        assert resume.wait == []
+    state.reopen(unended=wait)
+    assert sorted([*state.pending, *state.finished]) == ids
+    sent_before = {ids[index] for index, fact in history if fact["cancel_accepted"]}
+    assert sent_before == {job_id for job_id in ids if state.jobs[job_id].cancel_accepted}
+    last = {ids[index]: fact.get("result") for index, fact in history if "result" in fact}
+    for job_id in state.finished:
+        result = last[job_id]
+        assert result is not None
+        assert result["ok"]
+        if wait:
+            assert result["status"] != "cancel_requested"

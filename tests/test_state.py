@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from finetune_ops import (
@@ -57,6 +57,11 @@ DEADLINES = st.none() | st.datetimes(
 )
 
 
+#: Drawing nested dictionaries is slow on a loaded machine; the examples are not.
+SLOW_DRAWS = settings(suppress_health_check=[HealthCheck.too_slow])
+
+
+@SLOW_DRAWS
 @given(jobs=st.dictionaries(IDS, JOBS, max_size=20), deadline=DEADLINES)
 def test_any_state_round_trips_through_json(
     jobs: dict[str, dict[str, object]], deadline: datetime | None
@@ -73,6 +78,75 @@ def test_any_state_round_trips_through_json(
     assert again == state
     assert again.to_json() == state.to_json()
     assert list(again.jobs) == list(jobs)
+
+
+@SLOW_DRAWS
+@given(
+    jobs=st.dictionaries(IDS, JOBS, max_size=20),
+    split=st.lists(st.sampled_from(["status", "cancel_accepted", "result"]), unique=True),
+)
+def test_any_state_written_as_journal_lines_folds_back(
+    jobs: dict[str, dict[str, object]], split: list[str]
+) -> None:
+    """A state written as change lines (each job's fields spread over lines) folds back to it."""
+    state = BatchState.from_json({"format": "finetune-ops/batch", "version": 1, "jobs": jobs})
+    lines = []
+    for job_id, job in state.to_json()["jobs"].items():
+        rest = {key: value for key, value in job.items() if key not in split}
+        lines += [{"id": job_id, key: job[key]} for key in split]
+        lines.append({"id": job_id, **rest})
+    folded = BatchState()
+    for line in json.loads(json.dumps(lines)):
+        folded.apply(line)
+    assert folded == state
+
+
+def test_apply_keeps_an_accepted_cancel_and_refuses_a_bad_line() -> None:
+    """A later line never takes back an accepted cancel; a malformed line is a ValueError."""
+    state = BatchState(["ft-a"])
+    state.apply({"id": "ft-a", "cancel_accepted": True, "status": "cancel_requested"})
+    state.apply({"id": "ft-a", "cancel_accepted": False, "status": "running"})
+    assert state.jobs["ft-a"].cancel_accepted
+    assert state.jobs["ft-a"].status == "running"
+    bad_results = [
+        {"status": "x"},
+        {"ok": True, "attempts": "2"},
+        {"ok": True, "status": 5},
+        {"ok": False, "error": "boom"},
+    ]
+    lines = [{"status": "x"}, {"id": 3}, *({"id": "ft-a", "result": r} for r in bad_results)]
+    for line in lines:
+        with pytest.raises(ValueError, match=r"id|result"):
+            state.apply(line)
+    assert state.jobs["ft-a"].result is None
+
+
+def test_reopen_forgets_failed_and_optionally_unended_results() -> None:
+    """reopen clears failed results (and, asked, those of jobs not ended); accepted stays."""
+    ok = {"ok": True, "cancel_sent": True, "attempts": 1, "error": None}
+    failed = {**ok, "ok": False, "status": None, "error": {"type": "E", "message": "m"}}
+    state = BatchState.from_json(
+        {
+            "format": "finetune-ops/batch",
+            "version": 1,
+            "jobs": {
+                "ft-done": {"cancel_accepted": True, "result": {**ok, "status": "cancelled"}},
+                "ft-asked": {
+                    "cancel_accepted": True,
+                    "result": {**ok, "status": "cancel_requested"},
+                },
+                "ft-failed": {"cancel_accepted": False, "result": failed},
+            },
+        }
+    )
+    assert state.reopen() == ["ft-failed"]
+    assert state.pending == ["ft-failed"]
+    assert state.reopen(unended=True) == ["ft-asked"]
+    assert state.finished == ["ft-done"]
+    assert state.jobs["ft-asked"].cancel_accepted
+    part = state.subset(state.pending)
+    assert list(part.jobs) == ["ft-asked", "ft-failed"]
+    assert part.jobs["ft-asked"] is state.jobs["ft-asked"]  # one progress, kept current by both
 
 
 @pytest.mark.parametrize(

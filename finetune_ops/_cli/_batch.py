@@ -13,7 +13,8 @@ import asyncio
 import errno
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
 import attrs
 from rich.console import Console
@@ -26,6 +27,7 @@ from finetune_ops._manager import JobManager
 from finetune_ops._policies import DEFAULT_POLL, DEFAULT_RETRY, PollPolicy, RetryPolicy
 from finetune_ops._results import CancelResult
 from finetune_ops._retry import RetryEvent
+from finetune_ops._state import BatchState
 
 from . import _signals
 from ._config import Connection
@@ -110,11 +112,31 @@ class Work:
 
     send: Sequence[str] = ()
     wait: Sequence[str] = ()
-    #: Ids whose cancel an earlier run saw accepted: their results say cancel_sent.
-    accepted_before: frozenset[str] = frozenset()
+    #: A journaled run's state of these ids: the batch resumes from it and keeps it current.
+    state: BatchState | None = None
 
     def __len__(self) -> int:
         return len(self.send) + len(self.wait)
+
+    def start(self, jobs: JobManager, plan: Plan) -> Awaitable[object]:
+        """The manager call that does this work."""
+        if plan.delete:
+            return jobs.delete_many(self.send, cancel_first=plan.cancel, timeout=plan.timeout)
+        if self.state is not None:
+            # The deadline counts from now (not from when the journal was read), and
+            # defaults as a batch's does: the poll policy's when waiting, else none.
+            timeout = plan.timeout
+            if timeout is None and plan.wait:
+                timeout = plan.poll.timeout
+            now = datetime.now(UTC)
+            self.state.deadline = None if timeout is None else now + timedelta(seconds=timeout)
+            if plan.cancel:
+                return jobs.cancel_many(state=self.state, wait=plan.wait)
+            return jobs.wait_many(state=self.state)
+        ids = [*self.send, *self.wait]
+        if plan.cancel:
+            return jobs.cancel_many(ids, wait=plan.wait, timeout=plan.timeout)
+        return jobs.wait_many(ids, timeout=plan.timeout)
 
 
 class Sink:
@@ -130,7 +152,6 @@ class Sink:
         *,
         journal: Journal | None,
         writer: RecordWriter | None,
-        accepted_before: frozenset[str] = frozenset(),
         delete: bool = False,
     ) -> None:
         self.tracker = tracker
@@ -139,7 +160,6 @@ class Sink:
         self.stop: Callable[[], object] | None = None
         self._journal = journal
         self._writer = writer
-        self._accepted_before = accepted_before
         self._delete = delete
 
     def __call__(self, event: Event) -> None:
@@ -148,7 +168,8 @@ class Sink:
         try:
             if isinstance(event, CancelAccepted):
                 if self._journal is not None:
-                    self._journal.accepted(event.job_id)
+                    status = None if event.job is None else str(event.job.status)
+                    self._journal.accepted(event.job_id, status)
             elif isinstance(event, JobFinished):
                 self._finished(event.result)
             elif isinstance(event, StatusChanged):
@@ -163,8 +184,6 @@ class Sink:
                 self.stop()
 
     def _finished(self, result: CancelResult) -> None:
-        if result.job_id in self._accepted_before:
-            result = attrs.evolve(result, cancel_sent=True)
         self.results.append(result)
         self.tracker.finished(result)
         if self._journal is not None:
@@ -197,7 +216,7 @@ async def drive(
     """Run the batch; facts reach ``sink`` as they happen.
 
     Cancels go out for ``work.send``; ``work.wait`` is only watched, in the same
-    manager. Raises the sink's error if it had one, and CancelledError if this
+    batch. Raises the sink's error if it had one, and CancelledError if this
     task is cancelled (the batch stops and every request in flight is abandoned).
     """
     async with (
@@ -213,20 +232,10 @@ async def drive(
         ) as jobs,
     ):
 
-        async def both() -> None:
-            async with asyncio.TaskGroup() as group:
-                if work.send and plan.delete:
-                    group.create_task(
-                        jobs.delete_many(work.send, cancel_first=plan.cancel, timeout=plan.timeout)
-                    )
-                elif work.send:
-                    group.create_task(
-                        jobs.cancel_many(work.send, wait=plan.wait, timeout=plan.timeout)
-                    )
-                if work.wait:
-                    group.create_task(jobs.wait_many(work.wait, timeout=plan.timeout))
+        async def run() -> None:
+            await work.start(jobs, plan)
 
-        batch = asyncio.create_task(both(), name="finetune-ops batch")
+        batch = asyncio.create_task(run(), name="finetune-ops batch")
         sink.stop = batch.cancel
         try:
             await batch
@@ -254,7 +263,6 @@ def execute(
         tracker,
         journal=journal,
         writer=writer,
-        accepted_before=work.accepted_before,
         delete=plan.delete,
     )
     signum: int | None = None

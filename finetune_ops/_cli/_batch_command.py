@@ -106,7 +106,8 @@ def _ask(plan: Plan, count: int) -> None:
 def _dry_run(fmt: str, plan: Plan, work: Work, jobs: dict[str, FineTuneJob]) -> None:
     rows: list[dict[str, Any]] = []
     sending = plan.verb if plan.sends else "cancel"
-    for action, ids in ((sending, work.send), ("wait", work.wait)):
+    waiting = "wait" if plan.wait else "report"  # an accepted cancel is not sent again
+    for action, ids in ((sending, work.send), (waiting, work.wait)):
         for job_id in ids:
             job = jobs.get(job_id)
             rows.append(
@@ -129,22 +130,36 @@ def _dry_run(fmt: str, plan: Plan, work: Work, jobs: dict[str, FineTuneJob]) -> 
 
 
 def _split(journal: Journal | None, job_ids: list[str], plan: Plan, summary: Summary) -> Work:
-    """What is left to do once the journal's facts are taken into account."""
+    """What is left to do once the journal's state is taken into account.
+
+    A job is done when its last result was ok (and, when waiting, it had ended);
+    the rest run again from the journal's state, so no accepted cancel is resent.
+    """
     if journal is None:
         return Work(send=job_ids) if plan.sends else Work(wait=job_ids)
-    resume = journal.resume(job_ids, cancel=plan.cancel, wait=plan.wait)
+    state = journal.state(job_ids)
     if journal.unreadable:
         lines = ", ".join(map(str, journal.unreadable))
         more = journal.unreadable_count - len(journal.unreadable)
         extra = f" and {more} more" if more else ""
         note(f"warning: journal {str(journal.path)!r}: ignored unreadable lines {lines}{extra}")
-    summary.skipped = len(resume.done)
-    summary.skipped_failed = sum(1 for known in resume.done.values() if known.final in plan.fail_on)
-    if resume.done:
-        note(f"journal: {len(resume.done)} of {len(job_ids)} jobs already done; skipping them")
-    if plan.cancel and resume.wait:
-        note(f"journal: {len(resume.wait)} cancels accepted before; only waiting for them")
-    return Work(send=resume.send, wait=resume.wait, accepted_before=resume.accepted)
+    state.reopen(unended=plan.wait)
+    done = state.finished
+    summary.skipped = len(done)
+    summary.skipped_failed = sum(
+        1 for job_id in done if (state.jobs[job_id].result or {}).get("status") in plan.fail_on
+    )
+    if done:
+        note(f"journal: {len(done)} of {len(job_ids)} jobs already done; skipping them")
+    run = state.subset(state.pending)
+    accepted = [job_id for job_id, job in run.jobs.items() if job.cancel_accepted]
+    if not plan.cancel:
+        return Work(wait=list(run.jobs), state=run)
+    if accepted:
+        doing = "only waiting for them" if plan.wait else "not sending them again"
+        note(f"journal: {len(accepted)} cancels accepted before; {doing}")
+    send = [job_id for job_id, job in run.jobs.items() if not job.cancel_accepted]
+    return Work(send=send, wait=accepted, state=run)
 
 
 def run_batch(

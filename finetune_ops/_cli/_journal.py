@@ -1,31 +1,30 @@
-"""``--journal PATH``: what a batch command has done, one small JSON line per fact.
+"""``--journal PATH``: a batch's state (:class:`~finetune_ops.BatchState`) kept as it changes.
 
-The file is JSON lines. The first line says what the journal is for::
+The file is the state's journal form: JSON lines, the first saying what the
+journal is for::
 
-    {"journal": "finetune-ops", "version": 1, "command": "cancel",
+    {"format": "finetune-ops/batch", "version": 1, "form": "journal", "command": "cancel",
      "base_url": "https://api.together.ai/v1", "created_at": "2026-12-02T06:00:00Z"}
 
-(never the key). Every later line is one fact about one job, keyed by ``id``
-and ``event``:
+(never the key). Every later line is one change of one job, in the state's
+per-job shape:
 
-- ``{"id": "ft-…", "event": "accepted"}``: the API answered 2xx to the job's
-  cancel. Written the moment the answer arrives, before the job has ended.
-- ``{"id": "ft-…", "event": "result", "ok": true, "status": "cancelled",
-  "cancel_sent": true, "error": null}``: the job's result in that run.
-  ``status`` is the last status seen (or null); ``error`` is null or
-  ``{"type": ..., "message": ..., "status_code": ...}`` (``status_code`` only
-  for an HTTP answer); with ``--journal-records`` a ``"job"`` key adds the full
-  last record.
+- ``{"id": "ft-…", "cancel_accepted": true, "status": "cancel_requested"}``:
+  the API answered 2xx to the job's cancel (with that status, when readable).
+  Written the moment the answer arrives, before the job has ended.
+- ``{"id": "ft-…", "status": "cancelled", "cancel_accepted": true, "result":
+  {"ok": true, "status": "cancelled", "cancel_sent": true, "attempts": 1,
+  "error": null}}``: the job's result in that run; with ``--journal-records``
+  a ``"job"`` key adds the full last record.
 
 Readers ignore keys they do not know, so later versions can add some. Each
 line is written with one unbuffered write while the file is locked
 (``fcntl.flock``) by the one run that may use it; a line cut short by a kill or
 a full disk is removed when possible, and skipped on reading otherwise.
 
-Resuming reads the file as a stream and keeps, per requested id, only what it
-needs to decide (:class:`Known`): whether a cancel was accepted, and the status
-of its last ok result. A job whose cancel was accepted is never sent a second
-one; it is only waited for, when the command waits.
+Resuming folds the lines, as a stream, into the state of the requested ids
+(:meth:`BatchState.apply`) and runs the batch from it, as any resumed batch
+runs: a job whose cancel was accepted is never sent a second one.
 """
 
 from __future__ import annotations
@@ -35,23 +34,20 @@ import errno
 import fcntl
 import json
 import os
-from collections.abc import Collection, Iterator
+import sys
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import attrs
-
-from finetune_ops._records import JobStatus
 from finetune_ops._results import CancelResult
+from finetune_ops._state import FORMAT, VERSION, BatchState, accepted_line, result_line
 
 from ._exit import ConfigError
-from ._output import error_record
 
-__all__ = ["FORMAT", "VERSION", "Journal", "JournalError", "Known", "Resume"]
+__all__ = ["Journal", "JournalError"]
 
-FORMAT = "finetune-ops"
-VERSION = 1
+FORM = "journal"
 #: A header is short; a longer first line is not one (and is not read whole).
 _MAX_HEADER = 64 * 1024
 #: Unreadable line numbers listed in the warning before the rest are only counted.
@@ -64,30 +60,6 @@ class JournalError(Exception):
     def __init__(self, path: Path, error: OSError) -> None:
         reason = error.strerror or str(error)
         super().__init__(f"journal {str(path)!r}: cannot write: {reason}")
-
-
-@attrs.frozen
-class Known:
-    """What a journal says of one job: its cancel was accepted; its last ok result's status."""
-
-    accepted: bool = False
-    #: Status of the last ok result, None when no run ended ok for this job.
-    final: str | None = None
-
-    @property
-    def ended(self) -> bool:
-        return self.final is not None and JobStatus(self.final).is_terminal
-
-
-@attrs.frozen(kw_only=True)
-class Resume:
-    """How the journal splits a batch's ids: what to send, what only to wait for, what is done."""
-
-    send: list[str]
-    wait: list[str]
-    done: dict[str, Known]
-    #: Ids whose cancel an earlier run saw accepted.
-    accepted: frozenset[str]
 
 
 class Journal:
@@ -152,8 +124,9 @@ class Journal:
     def _header(self) -> dict[str, Any]:
         now = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
         return {
-            "journal": FORMAT,
+            "format": FORMAT,
             "version": VERSION,
+            "form": FORM,
             "command": self._command,
             "base_url": self._base_url,
             "created_at": now,
@@ -162,7 +135,7 @@ class Journal:
     def _check_header(self, line: bytes) -> None:
         name = repr(str(self.path))
         header = _parse(line)
-        if header is None or header.get("journal") != FORMAT:
+        if header is None or header.get("format") != FORMAT or header.get("form") != FORM:
             raise ConfigError(
                 f"{name} is not a finetune-ops journal (its first line is not a journal "
                 "header); refusing to append to it"
@@ -185,24 +158,30 @@ class Journal:
 
     # -- reading -----------------------------------------------------------------
 
-    def known(self, ids: Collection[str]) -> dict[str, Known]:
-        """What the journal says of each of ``ids`` that it mentions, read as a stream."""
-        known: dict[str, Known] = {}
-        shared: dict[Known, Known] = {}  # one object per distinct value, not one per job
+    def state(self, job_ids: Sequence[str]) -> BatchState:
+        """The state of ``job_ids`` as the journal leaves it, read as a stream.
+
+        Lines of other jobs are skipped; equal results are held once, not once
+        per job, so a large journal resumes in little memory.
+        """
+        state = BatchState(job_ids)
+        shared: dict[str, dict[str, Any]] = {}
         for number, fact in self._facts():
             if fact is None:
                 self._unreadable(number)
                 continue
-            job_id = fact["id"]
-            if job_id not in ids:
+            if fact["id"] not in state.jobs:
                 continue
-            before = known.get(job_id, _NOTHING)
-            after = _apply(before, fact)
-            if after is None:
+            result = fact.get("result")
+            if isinstance(result, dict):
+                fact["result"] = shared.setdefault(json.dumps(result, sort_keys=True), result)
+            if isinstance(fact.get("status"), str):
+                fact["status"] = sys.intern(fact["status"])
+            try:
+                state.apply(fact)
+            except ValueError:
                 self._unreadable(number)
-                continue
-            known[job_id] = shared.setdefault(after, after)
-        return known
+        return state
 
     def _facts(self) -> Iterator[tuple[int, dict[str, Any] | None]]:
         with self.path.open("rb") as file:
@@ -218,37 +197,15 @@ class Journal:
         if len(self.unreadable) < _SHOWN_UNREADABLE:
             self.unreadable.append(number)
 
-    def resume(self, ids: list[str], *, cancel: bool, wait: bool) -> Resume:
-        """Split ``ids``: cancels to send, jobs only to wait for, and jobs already done."""
-        known = self.known(set(ids))
-        send: list[str] = []
-        waits: list[str] = []
-        done: dict[str, Known] = {}
-        for job_id in ids:
-            entry = known.get(job_id, _NOTHING)
-            if entry.ended or (entry.final is not None and not wait):
-                done[job_id] = entry
-            elif cancel and entry.accepted:
-                if wait:
-                    waits.append(job_id)
-                else:
-                    done[job_id] = entry
-            elif cancel:
-                send.append(job_id)
-            else:
-                waits.append(job_id)
-        accepted = frozenset(job_id for job_id, entry in known.items() if entry.accepted)
-        return Resume(send=send, wait=waits, done=done, accepted=accepted)
-
     # -- writing -----------------------------------------------------------------
 
-    def accepted(self, job_id: str) -> None:
-        """Record that the API accepted the job's cancel."""
-        self._write(_line({"id": job_id, "event": "accepted"}))
+    def accepted(self, job_id: str, status: str | None) -> None:
+        """Record that the API accepted the job's cancel, answering with ``status``."""
+        self._write(_line(accepted_line(job_id, status)))
 
     def result(self, result: CancelResult, job: dict[str, Any] | None) -> None:
         """Record the job's result; ``job`` is its unstructured record, kept with ``records``."""
-        fact = result_fact(result)
+        fact = result_line(result)
         if self.records:
             fact["job"] = job
         self._write(_line(fact))
@@ -275,36 +232,6 @@ class Journal:
                 os.close(fd)
             except OSError as error:
                 raise JournalError(self.path, error) from None
-
-
-_NOTHING = Known()
-
-
-def result_fact(result: CancelResult) -> dict[str, Any]:
-    """A result line's fields, without the full job record."""
-    return {
-        "id": result.job_id,
-        "event": "result",
-        "ok": result.ok,
-        "status": None if result.status is None else str(result.status),
-        "cancel_sent": result.cancel_sent,
-        "error": None if result.error is None else error_record(result.error),
-    }
-
-
-def _apply(before: Known, fact: dict[str, Any]) -> Known | None:
-    """The job's entry after one fact, or None when the fact makes no sense."""
-    event = fact.get("event")
-    if event == "accepted":
-        return attrs.evolve(before, accepted=True)
-    if event == "result" and isinstance(fact.get("ok"), bool):
-        accepted = before.accepted or fact.get("cancel_sent") is True
-        status = fact.get("status")
-        if fact["ok"] and isinstance(status, str):
-            return Known(accepted=accepted, final=status)
-        # A failure after an ok result (a later run timed out) does not undo what ended.
-        return Known(accepted=accepted, final=before.final if not fact["ok"] else None)
-    return None
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:
