@@ -23,6 +23,7 @@ import attrs
 from ._bodies import DEFAULT_MAX_BUFFERED_BYTES, BodyBudget, read_body, request_id
 from ._converter import (
     STRUCTURE_ERRORS,
+    brief_job,
     describe_error,
     structure_checkpoints,
     structure_events,
@@ -92,6 +93,10 @@ def _excerpt(body: bytes | bytearray | str) -> str:
 
 def _load_job(text: str) -> FineTuneJob:
     return structure_job(json.loads(text))
+
+
+def _load_brief_job(text: str) -> FineTuneJob:
+    return brief_job(json.loads(text))
 
 
 def _load_events(text: str) -> tuple[FineTuneEvent, ...]:
@@ -267,9 +272,19 @@ class FineTunesAPI:
     # -- the endpoints -------------------------------------------------------
 
     async def cancel(
-        self, job_id: str, *, call: CallState | None = None, retry: RetryPolicy | None = None
+        self,
+        job_id: str,
+        *,
+        call: CallState | None = None,
+        retry: RetryPolicy | None = None,
+        brief: bool = False,
     ) -> FineTuneJob:
-        """POST /fine-tunes/{id}/cancel: the job as the API left it (truncated record)."""
+        """POST /fine-tunes/{id}/cancel: the job as the API left it (truncated record).
+
+        ``brief``: for a caller that will watch the job anyway, a job still
+        active comes as its id, status and ``updated_at`` only (the next look
+        brings the rest); a terminal one is structured in full.
+        """
         return await self._request(
             method="POST",
             path=f"/fine-tunes/{check_job_id(job_id)}/cancel",
@@ -277,7 +292,7 @@ class FineTunesAPI:
             job_id=job_id,
             call=call,
             retry=retry,
-            loads=_load_job,
+            loads=_load_brief_job if brief else _load_job,
         )
 
     async def retrieve(

@@ -82,6 +82,7 @@ from ._records import (
 
 __all__ = [
     "STRUCTURE_ERRORS",
+    "brief_job",
     "describe_error",
     "format_timestamp",
     "make_converter",
@@ -375,6 +376,29 @@ def structure_job(data: object) -> FineTuneJob:
     """Build a job from a decoded JSON object (full or truncated job)."""
     job: FineTuneJob = _structure_job(data, FineTuneJob)
     return job
+
+
+def brief_job(data: object) -> FineTuneJob:
+    """A job still active as its id, status and ``updated_at`` only; any other in full.
+
+    For an answer whose record is soon replaced (a cancel the batch goes on to
+    watch): structuring every field of it would be wasted. What would make
+    :func:`structure_job` fail (no usable id or status) fails here the same way.
+    """
+    if type(data) is dict:
+        job_id, status = data.get("id"), data.get("status")
+        if type(job_id) is str and isinstance(status, str):
+            known = _STATUS_BY_VALUE.get(status)
+            if known is not None and not known.is_terminal:
+                stamp = data.get("updated_at")
+                if stamp is None:
+                    return FineTuneJob(id=job_id, status=known)
+                try:
+                    updated = _structure_timestamp(stamp, None)
+                except (TypeError, ValueError):
+                    return structure_job(data)  # the full path names what did not fit
+                return FineTuneJob(id=job_id, status=known, updated_at=updated)
+    return structure_job(data)
 
 
 def structure_jobs(items: object) -> list[FineTuneJob]:
