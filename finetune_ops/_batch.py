@@ -244,7 +244,10 @@ class Batch:
 
     async def _cancel_one(self, entry: Entry, ledger: Ledger, poller: Poller | None) -> None:
         try:
-            job: FineTuneJob | None = await self._api.cancel(entry.job_id, call=entry)
+            # A job the poller will watch needs only its status from this answer.
+            job: FineTuneJob | None = await self._api.cancel(
+                entry.job_id, call=entry, brief=poller is not None
+            )
         except BadRequestError as refusal:
             await self._after_refusal(entry, refusal, ledger, poller)
             return

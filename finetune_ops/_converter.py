@@ -82,6 +82,7 @@ from ._records import (
 
 __all__ = [
     "STRUCTURE_ERRORS",
+    "brief_job",
     "describe_error",
     "format_timestamp",
     "make_converter",
@@ -114,6 +115,38 @@ _SHARED_RECORDS: Final = frozenset(
     {LRScheduler, LRSchedulerArgs, MultimodalParams, TrainingMethod, TrainingType}
 )
 _SHARED_LIMIT: Final = 256
+
+#: Text fields of a job that many jobs share (one model, one user); stored once each.
+_SHARED_TEXT_FIELDS: Final = (
+    "model",
+    "user_id",
+    "owner_address",
+    "suffix",
+    "validation_file",
+    "wandb_project_name",
+    "from_checkpoint",
+    "from_hf_model",
+    "hf_model_revision",
+)
+_shared_text: dict[str, str] = {}
+_SHARED_TEXT_LIMIT: Final = 4096
+
+
+def _share_text(value: dict[str, Any]) -> None:
+    """Replace repeated values of ``value``'s shared fields with one stored copy each.
+
+    The dict is a decoded answer, ours to change; 100,000 jobs then hold a few
+    copies of their model and user names, not 100,000.
+    """
+    for name in _SHARED_TEXT_FIELDS:
+        text = value.get(name)
+        if type(text) is str:
+            kept = _shared_text.get(text)
+            if kept is not None:
+                value[name] = kept
+            elif len(_shared_text) < _SHARED_TEXT_LIMIT:
+                _shared_text[text] = text
+
 
 _SCALARS: Final[frozenset[type]] = frozenset({str, int, float, bool, NoneType})
 
@@ -149,10 +182,20 @@ def format_timestamp(value: datetime) -> str:
     return value.isoformat()
 
 
+_last_timestamp: list[tuple[str, datetime]] = [("", datetime.min.replace(tzinfo=UTC))]
+
+
 def _structure_timestamp(value: object, _: object) -> datetime:
     if type(value) is not str:
         raise TypeError(f"expected an ISO 8601 string, got {type(value).__name__}")
-    return parse_timestamp(value)
+    # A job's created_at, started_at and updated_at are often one instant: parsed
+    # and stored once (datetimes are immutable).
+    text, parsed = _last_timestamp[0]
+    if value == text:
+        return parsed
+    parsed = parse_timestamp(value)
+    _last_timestamp[0] = (value, parsed)
+    return parsed
 
 
 # --- scalars ----------------------------------------------------------------------------
@@ -291,6 +334,8 @@ def _job_factory(cls: Any, converter: cattrs.Converter) -> _Hook:
     def structure_job(value: object, _: object) -> Any:
         if type(value) is not dict and not isinstance(value, Mapping):
             raise TypeError(f"expected an object for a job, got {type(value).__name__}")
+        if type(value) is dict:
+            _share_text(value)
         try:
             return strict(value, cls)
         except STRUCTURE_ERRORS:
@@ -375,6 +420,29 @@ def structure_job(data: object) -> FineTuneJob:
     """Build a job from a decoded JSON object (full or truncated job)."""
     job: FineTuneJob = _structure_job(data, FineTuneJob)
     return job
+
+
+def brief_job(data: object) -> FineTuneJob:
+    """A job still active as its id, status and ``updated_at`` only; any other in full.
+
+    For an answer whose record is soon replaced (a cancel the batch goes on to
+    watch): structuring every field of it would be wasted. What would make
+    :func:`structure_job` fail (no usable id or status) fails here the same way.
+    """
+    if type(data) is dict:
+        job_id, status = data.get("id"), data.get("status")
+        if type(job_id) is str and isinstance(status, str):
+            known = _STATUS_BY_VALUE.get(status)
+            if known is not None and not known.is_terminal:
+                stamp = data.get("updated_at")
+                if stamp is None:
+                    return FineTuneJob(id=job_id, status=known)
+                try:
+                    updated = _structure_timestamp(stamp, None)
+                except (TypeError, ValueError):
+                    return structure_job(data)  # the full path names what did not fit
+                return FineTuneJob(id=job_id, status=known, updated_at=updated)
+    return structure_job(data)
 
 
 def structure_jobs(items: object) -> list[FineTuneJob]:

@@ -21,6 +21,7 @@ from ._retry import RetryEvent
 __all__ = [
     "CancelAccepted",
     "Emit",
+    "Emitter",
     "Event",
     "JobFinished",
     "OnEvent",
@@ -66,7 +67,6 @@ class JobFinished:
 
 Event = RetryEvent | RateChanged | CancelAccepted | StatusChanged | JobFinished
 OnEvent = Callable[[Event], Awaitable[None] | None]
-Emit = Callable[[Event], Awaitable[None]]
 
 
 def _log(event: Event) -> None:
@@ -82,19 +82,25 @@ def _log(event: Event) -> None:
             logger.info("%s failed: %s", result.job_id, result.error)
 
 
-def make_emitter(on_event: OnEvent | None) -> Emit:
-    """An async function that logs an event and hands it to ``on_event``.
+class Emitter:
+    """Logs an event and hands it to ``on_event``; see :func:`make_emitter`.
 
-    An exception from the callback is logged, not raised: a broken progress bar
-    must not lose a batch's results. That includes a ``CancelledError`` the
-    callback raises itself; only a real cancellation of the emitting task (the
-    caller's, or the batch stopping) goes on.
+    :attr:`quiet` says when nobody would hear an event that went well (no
+    callback, debug logging off), so a batch can skip building it.
     """
-    if on_event is not None and not callable(on_event):
-        raise TypeError("on_event must be callable")
 
-    async def emit(event: Event) -> None:
+    __slots__ = ("_on_event",)
+
+    def __init__(self, on_event: OnEvent | None) -> None:
+        self._on_event = on_event
+
+    @property
+    def quiet(self) -> bool:
+        return self._on_event is None and not logger.isEnabledFor(logging.DEBUG)
+
+    async def __call__(self, event: Event) -> None:
         _log(event)
+        on_event = self._on_event
         if on_event is None:
             return
         try:
@@ -110,4 +116,19 @@ def make_emitter(on_event: OnEvent | None) -> Emit:
             # The callback raised CancelledError itself: its bug, not a cancellation.
             logger.exception("the on_event callback raised on %s", type(event).__name__)
 
-    return emit
+
+#: What the manager, its batches and their ledgers emit through.
+Emit = Emitter
+
+
+def make_emitter(on_event: OnEvent | None) -> Emitter:
+    """An async callable that logs an event and hands it to ``on_event``.
+
+    An exception from the callback is logged, not raised: a broken progress bar
+    must not lose a batch's results. That includes a ``CancelledError`` the
+    callback raises itself; only a real cancellation of the emitting task (the
+    caller's, or the batch stopping) goes on.
+    """
+    if on_event is not None and not callable(on_event):
+        raise TypeError("on_event must be callable")
+    return Emitter(on_event)

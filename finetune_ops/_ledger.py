@@ -97,7 +97,8 @@ class Ledger:
             entry.accepted = True
             if self.state is not None:
                 self.state.record_accepted(entry.job_id)
-            await self._emit(CancelAccepted(job_id=entry.job_id, job=job))
+            if not self._emit.quiet:
+                await self._emit(CancelAccepted(job_id=entry.job_id, job=job))
         if job is not None:
             await self.update(entry, job)
 
@@ -107,7 +108,7 @@ class Ledger:
         entry.job = job
         if self.state is not None:
             self.state.record_status(entry.job_id, job.status)
-        if previous != job.status:
+        if previous != job.status and not self._emit.quiet:
             await self._emit(StatusChanged(job_id=entry.job_id, previous=previous, job=job))
 
     async def failed(self, entry: Entry, error: FinetuneOpsError) -> None:
@@ -167,7 +168,8 @@ class Ledger:
         if self.state is not None:
             self.state.record_result(result)
         self.results.put_nowait(result)
-        await self._emit(JobFinished(result=result))
+        if error is not None or not self._emit.quiet:  # a failure is logged at INFO
+            await self._emit(JobFinished(result=result))
 
     async def finish_rest(self) -> None:
         """After a halt: every job still owed gets the fatal error."""
