@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,11 @@ import pytest  # noqa: E402
 import pytest_asyncio  # noqa: E402
 
 from finetune_ops.testing import Lifecycle, ManualClock, Simulator  # noqa: E402
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_HOME, ignore_errors=True)  # the temporary Airflow home and its db
+
 
 #: The key the simulator demands; tests check it shows up nowhere.
 KEY = "sk-sim-0123456789-secret"
