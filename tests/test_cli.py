@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -663,33 +663,39 @@ async def test_selection_with_yes_cancels_only_the_selection() -> None:
     assert sim.counters["cancel"] == 2
 
 
+async def answer_at_prompt(base_url: str, args: Sequence[str], answer: bytes) -> tuple[int, str]:
+    """Run `finetune-ops ARGS` with a terminal as stdin, type ``answer``: (exit status, stderr)."""
+    controller, terminal = os.openpty()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "finetune_ops",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=terminal,
+        env=child_env(base_url),
+    )
+    os.close(terminal)
+    try:
+        os.write(controller, answer)
+        async with asyncio.timeout(PATIENCE):
+            _, err = await process.communicate()
+    finally:
+        os.close(controller)
+    assert process.returncode is not None
+    return process.returncode, err.decode()
+
+
 async def test_answering_no_exits_4_and_sends_nothing() -> None:
     """At the prompt on a terminal, "n" cancels nothing: exit status 4."""
     sim = Simulator()
     sim.add_jobs(3)
-    controller, terminal = os.openpty()
     async with sim.serve() as url:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "finetune_ops",
-            "cancel",
-            "--all-active",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            stdin=terminal,
-            env=child_env(url),
-        )
-        os.close(terminal)
-        try:
-            os.write(controller, b"n\n")
-            async with asyncio.timeout(PATIENCE):
-                _, err = await process.communicate()
-        finally:
-            os.close(controller)
-    assert process.returncode == 4, err.decode()
-    assert "Cancel all 3?" in err.decode()
-    assert "Nothing was cancelled." in err.decode()
+        code, err = await answer_at_prompt(url, ["cancel", "--all-active"], b"n\n")
+    assert code == 4, err
+    assert "Cancel all 3?" in err
+    assert "Nothing was cancelled." in err
     assert sim.counters["cancel"] == 0
 
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
-from test_cli import PATIENCE, child_env, invoke, json_lines
+from test_cli import answer_at_prompt, invoke, json_lines
 
 from finetune_ops.testing import Lifecycle, Simulator
 
@@ -121,30 +118,12 @@ async def test_nothing_to_delete_exits_2(sim: Simulator) -> None:
     assert "nothing to delete" in result.stderr
 
 
-async def _delete_at_prompt(answer: bytes) -> tuple[int | None, str, Simulator, list[str]]:
+async def _delete_at_prompt(answer: bytes) -> tuple[int, str, Simulator, list[str]]:
     sim = Simulator()
     ids = sim.add_jobs(2, statuses=("completed",))
-    controller, terminal = os.openpty()
     async with sim.serve() as url:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "finetune_ops",
-            "delete",
-            *ids,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            stdin=terminal,
-            env=child_env(url),
-        )
-        os.close(terminal)
-        try:
-            os.write(controller, answer)
-            async with asyncio.timeout(PATIENCE):
-                _, err = await process.communicate()
-        finally:
-            os.close(controller)
-    return process.returncode, err.decode(), sim, ids
+        code, err = await answer_at_prompt(url, ["delete", *ids], answer)
+    return code, err, sim, ids
 
 
 async def test_prompt_states_the_count_and_no_exits_4() -> None:

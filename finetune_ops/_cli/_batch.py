@@ -13,8 +13,9 @@ import asyncio
 import errno
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import attrs
 from rich.console import Console
@@ -118,7 +119,7 @@ class Work:
     def __len__(self) -> int:
         return len(self.send) + len(self.wait)
 
-    def start(self, jobs: JobManager, plan: Plan) -> Awaitable[object]:
+    def start(self, jobs: JobManager, plan: Plan) -> Coroutine[Any, Any, object]:
         """The manager call that does this work."""
         if plan.delete:
             return jobs.delete_many(self.send, cancel_first=plan.cancel, timeout=plan.timeout)
@@ -231,11 +232,7 @@ async def drive(
             on_event=sink,
         ) as jobs,
     ):
-
-        async def run() -> None:
-            await work.start(jobs, plan)
-
-        batch = asyncio.create_task(run(), name="finetune-ops batch")
+        batch = asyncio.create_task(work.start(jobs, plan), name="finetune-ops batch")
         sink.stop = batch.cancel
         try:
             await batch
