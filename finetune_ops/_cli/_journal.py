@@ -161,8 +161,9 @@ class Journal:
     def state(self, job_ids: Sequence[str]) -> BatchState:
         """The state of ``job_ids`` as the journal leaves it, read as a stream.
 
-        Lines of other jobs are skipped; equal results are held once, not once
-        per job, so a large journal resumes in little memory.
+        Lines of other jobs are skipped, and equal results are read into one
+        dict whose values every job's copy shares, so a large journal resumes
+        in little memory.
         """
         state = BatchState(job_ids)
         shared: dict[str, dict[str, Any]] = {}
