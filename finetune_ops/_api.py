@@ -22,7 +22,7 @@ import aiohttp
 import attrs
 
 from . import _speedups as speedups
-from ._bodies import DEFAULT_MAX_BUFFERED_BYTES, BodyBudget, read_body, request_id
+from ._bodies import DEFAULT_MAX_BUFFERED_BYTES, BodyBudget, EmptyBody, read_body, request_id
 from ._converter import (
     STRUCTURE_ERRORS,
     brief_job,
@@ -42,12 +42,7 @@ from ._errors import (
 from ._gate import RateChanged, RateGate, Ticket
 from ._hints import retry_hint, should_retry_hint
 from ._ids import check_job_id
-from ._listing import (
-    TimedChanges,
-    entries,
-    timed_parse_changes,
-    timed_parse_changes_from_bytes,
-)
+from ._listing import ChangesScan, JobsScan, ListMemo, ListScan, TimedChanges
 from ._policies import DEFAULT_RETRY, DEFAULT_TIMEOUTS, RetryPolicy, Timeouts
 from ._records import FineTuneCheckpoint, FineTuneEvent, FineTuneJob
 from ._retry import RetryEvent, Sleep, retrying
@@ -133,10 +128,11 @@ def _json_reader(build: Callable[[object], T]) -> _Reader[T]:
     return _Reader(lambda text: build(json.loads(text)), lambda payload: build(fast(payload)))
 
 
-def _jobs_from_bytes(payload: bytearray) -> list[FineTuneJob]:
-    reader = speedups.LIST_READER
-    assert reader is not None
-    return [structure_job(reader.whole(raw)) for raw in reader.entries(payload)]
+@attrs.frozen
+class _Streamed(Generic[T]):
+    """A 2xx body read as it arrives (the job list), by a scan made afresh for each attempt."""
+
+    open: Callable[[], ListScan[T]]
 
 
 _JOB: Final = _json_reader(structure_job)
@@ -144,19 +140,7 @@ _BRIEF_JOB: Final = _json_reader(brief_job)
 _EVENTS: Final = _json_reader(_events_of)
 _CHECKPOINTS: Final = _json_reader(_checkpoints_of)
 _DELETED: Final = _json_reader(_deleted_of)
-_JOBS: Final = _Reader(
-    lambda text: [structure_job(entry) for entry in entries(text)],
-    None if speedups.LIST_READER is None else _jobs_from_bytes,
-)
-
-
-def _changes_reader(known: Mapping[str, str | None]) -> _Reader[TimedChanges]:
-    if speedups.LIST_READER is None:
-        return _Reader(lambda text: timed_parse_changes(text, known))
-    return _Reader(
-        lambda text: timed_parse_changes(text, known),
-        lambda payload: timed_parse_changes_from_bytes(payload, known),
-    )
+_JOBS: Final = _Streamed(JobsScan)
 
 
 def _decode(
@@ -167,29 +151,44 @@ def _decode(
     method: str,
     url: str,
 ) -> T:
-    """Turn a 2xx body into what ``reader`` makes of it; anything that goes wrong is ours.
+    """Turn a whole 2xx body into what ``reader`` makes of it (see :func:`_parsed`).
 
     Its ``fast`` way (with the ``speedups`` extra) reads the bytes themselves;
     when that will not (SlowPath), ``loads`` reads the text and says what is wrong.
-    Whatever decoding or structuring raises (bad UTF-8, bad JSON, JSON of the
-    wrong shape, data nested deeper than Python can follow) becomes one
-    InvalidResponseError for this request, never an exception of its own.
     """
-    transient = True
-    text: str | None = None
-    problem = ""
-    try:
+
+    def parse() -> T:
         if reader.fast is not None:
             with contextlib.suppress(speedups.SlowPath):
                 return reader.fast(payload)
         text = payload.decode("utf-8")
-        # Only the text is needed from here on: a 100 MB job list gives its bytes
-        # back before parsing instead of holding both.
-        payload.clear()
         if not text or text.isspace():
-            problem = "an empty body"
-        else:
-            return reader.loads(text)
+            raise EmptyBody
+        return reader.loads(text)
+
+    return _parsed(parse, payload, status, headers, method, url)
+
+
+def _parsed(
+    parse: Callable[[], T],
+    head: bytes | bytearray,
+    status: int,
+    headers: Mapping[str, str],
+    method: str,
+    url: str,
+) -> T:
+    """What ``parse`` makes of a 2xx body; anything that goes wrong is ours.
+
+    Whatever decoding or structuring raises (bad UTF-8, bad JSON, JSON of the
+    wrong shape, data nested deeper than Python can follow) becomes one
+    InvalidResponseError for this request, its excerpt from ``head`` (the
+    body's first bytes), never an exception of its own.
+    """
+    transient = True
+    try:
+        return parse()
+    except EmptyBody:
+        problem = "an empty body"
     except UnicodeDecodeError:
         problem = "a body that is not UTF-8 text"
     except json.JSONDecodeError:
@@ -208,7 +207,7 @@ def _decode(
     raise InvalidResponseError(
         f"{method} {url}: HTTP {status} with {problem}",
         status_code=status,
-        excerpt=_excerpt(payload if text is None else text),
+        excerpt=_excerpt(head),
         request_id=request_id(headers),
         method=method,
         url=url,
@@ -347,23 +346,29 @@ class FineTunesAPI:
         )
 
     async def list_changes(
-        self, known: Mapping[str, str | None], *, retry: RetryPolicy | None = None
+        self,
+        known: Mapping[str, str | None],
+        *,
+        retry: RetryPolicy | None = None,
+        memo: ListMemo | None = None,
     ) -> TimedChanges:
         """GET /fine-tunes for polling: what changed among the ``known`` jobs.
 
         ``known`` maps the ids being watched to their last status (None: not
         seen yet). Returns the jobs whose listed status differs, structured (or
         the error that made one unreadable), and the ids the list has an entry
-        for. Every other entry is dropped as soon as it is read, so even a
-        100,000-job listing is never held in memory as JSON objects. With them,
-        the seconds reading the answer took.
+        for. The answer is read as it arrives and every other entry dropped as
+        soon as it is read, so even a 100,000-job listing is never held in
+        memory, as bytes, text or objects. With them, the seconds reading the
+        answer took. ``memo`` (one per poller) lets entries whose text has not
+        changed since the last read go undecoded.
         """
         return await self._request(
             method="GET",
             path="/fine-tunes",
             endpoint="list",
             retry=retry,
-            reader=_changes_reader(known),
+            reader=_Streamed(lambda: ChangesScan(known, memo)),
             limit=self._max_list_body_size,
         )
 
@@ -450,7 +455,7 @@ class FineTunesAPI:
         method: str,
         path: str,
         endpoint: str,
-        reader: _Reader[T],
+        reader: _Reader[T] | _Streamed[T],
         job_id: str | None = None,
         call: CallState | None = None,
         body: Any = None,
@@ -505,11 +510,12 @@ class FineTunesAPI:
         self,
         session: aiohttp.ClientSession,
         request: _Request,
-        reader: _Reader[T],
+        reader: _Reader[T] | _Streamed[T],
         ticket: Ticket,
     ) -> T:
+        sink = reader.open() if isinstance(reader, _Streamed) else None
         try:
-            status, headers, payload = await self._exchange(session, request)
+            status, headers, payload = await self._exchange(session, request, sink)
         except InvalidResponseError:  # an answer over its cap: says nothing of the rate
             self.gate.released(ticket)
             raise
@@ -525,7 +531,11 @@ class FineTunesAPI:
             logger.debug("%s %s -> %d", request.method, request.url, status)
         try:
             if 200 <= status < 300:
-                return _decode(payload, reader, status, headers, request.method, request.url)
+                method, url = request.method, request.url
+                if sink is not None:
+                    return _parsed(sink.finish, sink.head, status, headers, method, url)
+                assert isinstance(reader, _Reader)
+                return _decode(payload, reader, status, headers, method, url)
             failure: FinetuneOpsError = self._status_error(
                 payload, status, headers, request.method, request.url
             )
@@ -536,9 +546,11 @@ class FineTunesAPI:
         raise self._redacted(failure)
 
     async def _exchange(
-        self, session: aiohttp.ClientSession, request: _Request
+        self, session: aiohttp.ClientSession, request: _Request, sink: ListScan[Any] | None
     ) -> tuple[int, Mapping[str, str], bytearray]:
         """Send once (twice after a stale connection) and read the whole answer.
+
+        A 2xx body goes to ``sink`` as it arrives, when there is one.
 
         aiohttp's exceptions are turned into ours here and never chained: their
         request details carry the Authorization header.
@@ -568,7 +580,12 @@ class FineTunesAPI:
             else:
                 try:
                     payload = await read_body(
-                        response, method, url, cap=request.limit, budget=self._budget
+                        response,
+                        method,
+                        url,
+                        cap=request.limit,
+                        budget=self._budget,
+                        sink=sink if 200 <= response.status < 300 else None,
                     )
                 except BaseException as error:
                     response.close()  # the connection is not reused with a body half read

@@ -11,15 +11,36 @@ requests in flight cannot hold 32 times the cap between them.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Protocol
 
 import aiohttp
 
 from ._errors import InvalidResponseError
 
-__all__ = ["DEFAULT_MAX_BUFFERED_BYTES", "BodyBudget", "read_body", "request_id"]
+__all__ = [
+    "DEFAULT_MAX_BUFFERED_BYTES",
+    "BodyBudget",
+    "BodySink",
+    "EmptyBody",
+    "read_body",
+    "request_id",
+]
 
 #: Bytes that answers being read may hold at once, across one manager.
 DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024 * 1024
+
+
+class EmptyBody(Exception):
+    """A 2xx answer with nothing (or only whitespace) where JSON was due."""
+
+
+class BodySink(Protocol):
+    """Takes a body chunk by chunk as it arrives, keeping only ``held`` bytes of it."""
+
+    @property
+    def held(self) -> int: ...
+
+    def feed(self, chunk: bytes) -> None: ...
 
 
 def request_id(headers: Mapping[str, str]) -> str | None:
@@ -48,12 +69,20 @@ class BodyBudget:
 
 
 async def read_body(
-    response: aiohttp.ClientResponse, method: str, url: str, *, cap: int, budget: BodyBudget
+    response: aiohttp.ClientResponse,
+    method: str,
+    url: str,
+    *,
+    cap: int,
+    budget: BodyBudget,
+    sink: BodySink | None = None,
 ) -> bytearray:
     """The whole body, its bytes taken from ``budget``; the caller gives them back.
 
-    Refused as soon as it is known to exceed ``cap`` (not worth asking again),
-    or when the budget is spent by other answers (worth asking again later).
+    With a ``sink``, each chunk goes to it instead and nothing is returned: the
+    budget counts what the sink holds while the body is read. Refused as soon
+    as it is known to exceed ``cap`` (not worth asking again), or when the
+    budget is spent by other answers (worth asking again later).
     """
 
     def refused(problem: str, *, transient: bool) -> InvalidResponseError:
@@ -71,18 +100,29 @@ async def read_body(
     if length is not None and length > cap:
         raise refused(f"of {length} bytes exceeds the {cap} byte cap", transient=False)
     body = bytearray()
+    received = held = 0
     try:
         async for chunk in response.content.iter_any():
-            if len(body) + len(chunk) > cap:
+            received += len(chunk)
+            if received > cap:
                 raise refused(f"exceeds the {cap} byte cap", transient=False)
-            if not budget.take(len(chunk)):
+            if sink is not None:
+                sink.feed(chunk)
+            grown = (sink.held if sink is not None else held + len(chunk)) - held
+            if grown > 0 and not budget.take(grown):
                 raise refused(
                     f"would go over the {budget.limit} bytes that answers may hold at once "
                     "(max_buffered_bytes)",
                     transient=True,
                 )
-            body += chunk
+            if grown < 0:
+                budget.give_back(-grown)
+            held += grown
+            if sink is None:
+                body += chunk
     except BaseException:
-        budget.give_back(len(body))
+        budget.give_back(held)
         raise
+    if sink is not None:
+        budget.give_back(held)  # the sink keeps a partial entry at most from here
     return body

@@ -42,6 +42,7 @@ from ._errors import (
     RateLimitError,
 )
 from ._ledger import Entry, Ledger
+from ._listing import ListMemo
 from ._policies import PollPolicy, RetryPolicy
 from ._records import FineTuneJob
 from ._retry import is_retryable
@@ -92,6 +93,7 @@ class Poller:
         self._round_cost = 0.0  # seconds this round spent reading lists
         self._list_size: int | None = None  # entries in the last list read
         self._by_cost: bool | None = None  # the last choice made by cost: list or not
+        self._list_memo = ListMemo()  # the last list's entries: unchanged ones are not decoded
 
     def add(self, entry: Entry) -> None:
         """Start watching a job: at once if it has no record yet, else one interval from now.
@@ -186,7 +188,7 @@ class Poller:
         known = {e.job_id: (e.job.status if e.job is not None else None) for e in entries}
         try:
             (changed, mentioned, self._list_size), cost = await self._api.list_changes(
-                known, retry=_ONE_LOOK
+                known, retry=_ONE_LOOK, memo=self._list_memo
             )
             self._round_cost += cost
         except (AuthenticationError, PermissionDeniedError) as error:
