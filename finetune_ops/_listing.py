@@ -314,14 +314,15 @@ class ChangesScan(ListScan[TimedChanges]):
 
     def _entry(self, text: str, pos: int, end: bool) -> int:
         memo = self._memo
+        lengths = memo.lengths
         size = len(text)
         here = self._next
         # Where an entry was added or removed, the old ones are one place off.
         # Only objects: their text ends where they end, a number's may go on.
         for at in (here, here + 1, here - 1) if text[pos] == "{" else ():
-            if not 0 <= at < len(memo):
+            if not 0 <= at < len(lengths):
                 continue
-            after = pos + memo.lengths[at]
+            after = pos + lengths[at]
             if after > size:
                 if at == here and not end:
                     raise _MoreText  # perhaps the same entry, not all here yet
