@@ -351,6 +351,7 @@ class FineTunesAPI:
         *,
         retry: RetryPolicy | None = None,
         memo: ListMemo | None = None,
+        most: int | None = None,
     ) -> TimedChanges:
         """GET /fine-tunes for polling: what changed among the ``known`` jobs.
 
@@ -361,14 +362,17 @@ class FineTunesAPI:
         soon as it is read, so even a 100,000-job listing is never held in
         memory, as bytes, text or objects. With them, the seconds reading the
         answer took. ``memo`` (one per poller) lets entries whose text has not
-        changed since the last read go undecoded.
+        changed since the last read go undecoded. With ``most``, the answer is
+        read no further than that many entries (the connection is then closed):
+        what the list says of later ones is unknown, and the size it gives is
+        what was read.
         """
         return await self._request(
             method="GET",
             path="/fine-tunes",
             endpoint="list",
             retry=retry,
-            reader=_Streamed(lambda: ChangesScan(known, memo)),
+            reader=_Streamed(lambda: ChangesScan(known, memo, most)),
             limit=self._max_list_body_size,
         )
 
@@ -591,7 +595,10 @@ class FineTunesAPI:
                     response.close()  # the connection is not reused with a body half read
                     failure = self._transport_error(error, session, method, url)
                 else:
-                    response.release()
+                    if sink is None or sink.wants_more:
+                        response.release()
+                    else:
+                        response.close()  # the rest of the body is not wanted
                     return response.status, response.headers, payload
             raise failure
 

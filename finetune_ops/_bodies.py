@@ -35,10 +35,16 @@ class EmptyBody(Exception):
 
 
 class BodySink(Protocol):
-    """Takes a body chunk by chunk as it arrives, keeping only ``held`` bytes of it."""
+    """Takes a body chunk by chunk as it arrives, keeping only ``held`` bytes of it.
+
+    Once it no longer ``wants_more``, the rest of the body is not read.
+    """
 
     @property
     def held(self) -> int: ...
+
+    @property
+    def wants_more(self) -> bool: ...
 
     def feed(self, chunk: bytes) -> None: ...
 
@@ -108,6 +114,8 @@ async def read_body(
                 raise refused(f"exceeds the {cap} byte cap", transient=False)
             if sink is not None:
                 sink.feed(chunk)
+                if not sink.wants_more:
+                    break
             grown = (sink.held if sink is not None else held + len(chunk)) - held
             if grown > 0 and not budget.take(grown):
                 raise refused(

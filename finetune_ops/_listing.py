@@ -55,6 +55,10 @@ class _MoreText(Exception):
     """The text so far ends inside the next token: wait for more."""
 
 
+class _Enough(Exception):
+    """The scan has read all the entries it was asked to read."""
+
+
 class ListScan(Generic[T]):
     """Walks a list answer fed to it in chunks; :meth:`finish` gives what it made of it.
 
@@ -76,6 +80,7 @@ class ListScan(Generic[T]):
         self._found = False  # the one 'data' array was seen
         self._spoken = False  # some text that is not whitespace came
         self._error: Exception | None = None
+        self.wants_more = True  # False once it has read all the entries it reads
 
     @property
     def held(self) -> int:
@@ -83,13 +88,16 @@ class ListScan(Generic[T]):
         return len(self._text) + self._waiting_size
 
     def feed(self, chunk: bytes) -> None:
-        if self._error is not None:
+        if self._error is not None or not self.wants_more:
             return
         began = time.perf_counter()
         if len(self.head) < _HEAD:
             self.head += chunk[: _HEAD - len(self.head)]
         try:
             self._take(self._utf8.decode(chunk), end=False)
+        except _Enough:
+            self.wants_more = False
+            self._text = ""
         except Exception as error:  # bad UTF-8, a shape that cannot be a list: final
             self._error = error
         self.seconds += time.perf_counter() - began
@@ -99,10 +107,14 @@ class ListScan(Generic[T]):
         try:
             if self._error is not None:
                 raise self._error
-            rest = self._utf8.decode(b"", final=True)
-            if not self._spoken and (not rest or rest.isspace()):
-                raise EmptyBody
-            self._take(rest, end=True)
+            if self.wants_more:
+                rest = self._utf8.decode(b"", final=True)
+                if not self._spoken and (not rest or rest.isspace()):
+                    raise EmptyBody
+                try:
+                    self._take(rest, end=True)
+                except _Enough:
+                    self.wants_more = False
             return self._result()
         finally:
             self.seconds += time.perf_counter() - began
@@ -300,12 +312,21 @@ class ChangesScan(ListScan[TimedChanges]):
     are dropped as soon as their id and status are read, or, when ``memo``
     has the entry's text from the last read, without being decoded at all. The
     memo is replaced by what this read saw once it has read the whole answer.
+
+    With ``most``, the scan stops wanting more after that many entries: what
+    it read holds for those entries, and says nothing of the others.
     """
 
-    def __init__(self, known: Mapping[str, str | None], memo: ListMemo | None = None) -> None:
+    def __init__(
+        self,
+        known: Mapping[str, str | None],
+        memo: ListMemo | None = None,
+        most: int | None = None,
+    ) -> None:
         super().__init__()
         self._known = known
         self._memo = memo if memo is not None else ListMemo()
+        self._most = most
         self._seen = ListMemo()
         self._next = 0  # where in the memo this read is expected to be
         self._statuses: dict[str, str] = {}  # one copy of each status text
@@ -313,6 +334,8 @@ class ChangesScan(ListScan[TimedChanges]):
         self._mentioned: set[str] = set()
 
     def _entry(self, text: str, pos: int, end: bool) -> int:
+        if self._most is not None and len(self._seen) >= self._most:
+            raise _Enough
         memo = self._memo
         lengths = memo.lengths
         size = len(text)
@@ -368,12 +391,13 @@ class ChangesScan(ListScan[TimedChanges]):
 
     def _result(self) -> TimedChanges:
         memo, seen = self._memo, self._seen
-        memo.lengths, memo.hashes, memo.ids, memo.statuses = (
-            seen.lengths,
-            seen.hashes,
-            seen.ids,
-            seen.statuses,
-        )
+        if self.wants_more:  # a whole list: the next read compares with this one
+            memo.lengths, memo.hashes, memo.ids, memo.statuses = (
+                seen.lengths,
+                seen.hashes,
+                seen.ids,
+                seen.statuses,
+            )
         return (self._changed, self._mentioned, len(seen)), self.seconds
 
 

@@ -61,6 +61,11 @@ _LIST_REST_MAX: Final = 64
 _ENTRIES_PER_GET: Final = 50
 
 
+def _most_entries(waiting: int) -> int:
+    """The list entries worth reading for ``waiting`` jobs: one more than GETs would cost."""
+    return _ENTRIES_PER_GET * waiting + 1
+
+
 class Poller:
     """Polls the entries it is given until each is terminal, gone, or the batch halts.
 
@@ -172,14 +177,16 @@ class Poller:
             return False
         # The list holds every job of the account: with few watched among many,
         # a GET each costs less than reading it all.
-        cheaper = self._list_size is None or self._list_size <= _ENTRIES_PER_GET * waiting
+        cheaper = self._list_size is None or self._list_size < _most_entries(waiting)
         if cheaper != self._by_cost:
             self._by_cost = cheaper
+            size = self._list_size
             logger.debug(
                 "polling %d jobs with %s (the last list had %s entries)",
                 waiting,
                 "the job list" if cheaper else "one GET each",
-                "unknown" if self._list_size is None else self._list_size,
+                # A read stops where the list has cost what GETs would.
+                "unknown" if size is None else size if cheaper else f"at least {size}",
             )
         return cheaper
 
@@ -187,8 +194,10 @@ class Poller:
         """One list request for all; returns the entries to fetch one by one."""
         known = {e.job_id: (e.job.status if e.job is not None else None) for e in entries}
         try:
+            # Read no further than a GET each would cost: the first look at a
+            # crowded account costs no more than the GETs that follow it.
             (changed, mentioned, self._list_size), cost = await self._api.list_changes(
-                known, retry=_ONE_LOOK, memo=self._list_memo
+                known, retry=_ONE_LOOK, memo=self._list_memo, most=_most_entries(len(entries))
             )
             self._round_cost += cost
         except (AuthenticationError, PermissionDeniedError) as error:

@@ -301,3 +301,71 @@ async def test_a_list_cut_short_is_an_invalid_response(serve_app: ServeApp) -> N
             with pytest.raises(InvalidResponseError, match="not valid JSON") as caught:
                 await client.list_changes({"ft-000001": None})
     assert caught.value.excerpt.startswith('{"object": "list"')
+
+
+# -- reading no further than needed ---------------------------------------------------
+
+
+def test_a_scan_told_how_many_entries_stops_there() -> None:
+    body = _body([{"id": f"ft-{n}", "status": "running"} for n in range(10)], 2)
+    memo = ListMemo()
+    scan = ChangesScan({"ft-1": "queued", "ft-8": "queued"}, memo, most=3)
+    for at in range(0, len(body), 5):
+        scan.feed(body[at : at + 5])
+    assert not scan.wants_more
+    (changed, mentioned, size), _ = scan.finish()
+    assert (list(changed), mentioned, size) == (["ft-1"], {"ft-1"}, 3)
+    assert len(memo) == 0  # a part of a list is not what the next read compares with
+
+
+def _crowded(jobs: int, watched: list[str], sent: dict[str, bool]) -> web.Application:
+    """An account of ``jobs`` finished jobs, then the ``watched`` ones, running."""
+    done = {**ACTIVE, "status": "completed", "suffix": "x" * 600}
+    items = [{**done, "id": f"ft-old-{n:06d}"} for n in range(jobs)]
+    items += [{**ACTIVE, "id": job_id, "status": "running"} for job_id in watched]
+    body = _body(items, None)
+
+    async def listing(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        for start in range(0, len(body), 1 << 16):
+            await response.write(body[start : start + (1 << 16)])
+        await response.write_eof()
+        sent["whole"] = True
+        return response
+
+    async def one(request: web.Request) -> web.Response:
+        return web.json_response({**ACTIVE, "id": request.match_info["id"], "status": "cancelled"})
+
+    app = web.Application()
+    app.router.add_get("/v1/fine-tunes", listing)
+    app.router.add_get("/v1/fine-tunes/{id}", one)
+    return app
+
+
+async def test_a_crowded_list_is_read_no_further_than_asked(serve_app: ServeApp) -> None:
+    """50 entries asked for among 20,000: the connection is left with the body mostly unread."""
+    sent: dict[str, bool] = {}
+    async with serve_app(_crowded(20_000, ["ft-a"], sent)) as url:
+        async for client in _client(url):
+            (changed, mentioned, size), _ = await client.list_changes({"ft-a": None}, most=50)
+            again = await client.retrieve("ft-a")  # the pool still works after the cut
+    assert (changed, mentioned, size) == ({}, set(), 50)
+    assert again.status == "cancelled"
+    assert "whole" not in sent
+
+
+async def test_few_jobs_in_a_crowded_account_are_fetched_each(serve_app: ServeApp) -> None:
+    """The first list read stops once it has cost what GETs would; the jobs end by GET."""
+    from finetune_ops import JobManager, PollPolicy
+
+    watched = [f"ft-w{n}" for n in range(10)]
+    sent: dict[str, bool] = {}
+    poll = PollPolicy(interval=0.01, growth=1.0, jitter=0)
+    async with (
+        serve_app(_crowded(20_000, watched, sent)) as url,
+        JobManager(base_url=url, poll=poll) as jobs,
+    ):
+        report = await jobs.wait_many(watched, timeout=30)
+    assert report.by_status == {"cancelled": 10}
+    assert "whole" not in sent
