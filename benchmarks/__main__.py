@@ -23,6 +23,7 @@ from ._config import (
     SCALE_CLIENTS,
     SCALE_SIZE,
     Scenario,
+    crowded_scenario,
     rate_scenarios,
 )
 from ._harness import ROOT, Measurement, plan, run_plan, scenarios_for
@@ -96,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
         "--rate-only", action="store_true", help="run only the rate scenarios (implies the flag)"
     )
     parser.add_argument(
+        "--crowded",
+        action="store_true",
+        help="also run the crowded account: 50 jobs listed after 200,000 finished ones",
+    )
+    parser.add_argument(
         "--uvloop", action="store_true", help="run the clients on uvloop (default: asyncio)"
     )
     parser.add_argument(
@@ -161,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The quick run checks that the rate scenarios work, not how others fare in them.
         quick_rate = tuple(client for client in rate_clients if client == "finetune_ops")
         groups += [(scenario, quick_rate, 1) for scenario in rate_scenarios(quick=True)]
+        groups.append((crowded_scenario(quick=True), quick_rate, 1))
     else:
         if not (args.scale_only or args.rate_only):
             groups = [
@@ -177,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for scenario in rate_scenarios(quick=False)
                 if scenario not in already
             ]
+        if args.crowded and not (args.scale_only or args.rate_only):
+            groups.append((crowded_scenario(quick=False), rate_clients, 1))
     if not groups:
         sys.exit("error: nothing to run")
 

@@ -40,6 +40,11 @@ QUICK_RATE_SIZE: Final = 200
 RATE_BUDGET: Final = 500
 QUICK_RATE_BUDGET: Final = 300
 
+#: The crowded account: jobs watched, and finished jobs listed before them (quick: fewer).
+CROWDED_JOBS: Final = 50
+CROWDED_ACCOUNT: Final = 200_000
+QUICK_CROWDED_ACCOUNT: Final = 20_000
+
 
 @attrs.frozen
 class Scenario:
@@ -48,7 +53,8 @@ class Scenario:
     ``kind`` is "plain", or one of the rate scenarios: "budget" (a fixed limit
     of ``rate`` req/s), "dynamic" (``rate`` that halves from ``change_at`` s
     for ``change_for`` s, then recovers) or "outage" (every request answered
-    503 from ``change_at`` s into the run, for ``change_for`` s).
+    503 from ``change_at`` s into the run, for ``change_for`` s); or "crowded":
+    the N jobs listed after ``finished`` finished jobs of the same account.
     """
 
     jobs: int
@@ -57,6 +63,7 @@ class Scenario:
     rate: int = 0
     change_at: float = 0.0
     change_for: float = 0.0
+    finished: int = 0
 
     @property
     def key(self) -> str:
@@ -72,6 +79,8 @@ class Scenario:
             return f"N={self.jobs:,}, budget {self.rate} req/s halved for {self.change_for:g} s"
         if self.kind == "outage":
             return f"N={self.jobs:,}, {self.change_for:g} s outage"
+        if self.kind == "crowded":
+            return f"N={self.jobs:,} among {self.jobs + self.finished:,} jobs"
         faults = f"{self.fault_rate:.0%} faults" if self.fault_rate else "no faults"
         return f"N={self.jobs:,}, {faults}"
 
@@ -85,7 +94,15 @@ class Scenario:
             args += ["--schedule", f"{self.change_at}:{self.rate // 2},{end}:{self.rate}"]
         if self.kind == "outage":
             args += ["--outage-at", str(self.change_at), "--outage-for", str(self.change_for)]
+        if self.finished:
+            args += ["--finished", str(self.finished)]
         return args
+
+
+def crowded_scenario(quick: bool) -> Scenario:
+    """Issue 14's crowded account: polling must cost what the watched jobs need, not the list."""
+    finished = QUICK_CROWDED_ACCOUNT if quick else CROWDED_ACCOUNT
+    return Scenario(jobs=CROWDED_JOBS, kind="crowded", finished=finished)
 
 
 def rate_scenarios(quick: bool) -> list[Scenario]:

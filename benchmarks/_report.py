@@ -244,6 +244,14 @@ def verdicts(rows: list[Row]) -> list[Verdict]:
                 f"{limit:g} s",
                 figures["after_outage_seconds"] <= limit,
             )
+        if scenario.kind == "crowded" and floor is not None:
+            add(
+                "polling a crowded account: client CPU per job at most raw aiohttp's",
+                scenario,
+                f"{ours.cpu_ms_per_job:.3f} ms",
+                f"raw {floor.cpu_ms_per_job:.3f} ms",
+                ours.cpu_ms_per_job <= floor.cpu_ms_per_job,
+            )
         if scenario.kind != "plain":
             continue
         if least is not None and not scenario.fault_rate and least.cpu_ms_per_job:
@@ -348,7 +356,7 @@ def _rate_table(rows: list[Row]) -> list[str]:
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
-        if row.scenario.kind == "plain":
+        if row.scenario.kind in ("plain", "crowded"):
             continue
         figures = rate_figures(row)
         per_job = row.recorded.get("rate_limited", 0.0) / row.scenario.jobs

@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--outage-at", type=float, default=0.0)
     parser.add_argument("--outage-for", type=float, default=0.0)
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    parser.add_argument(
+        "--finished", type=int, default=0, help="completed jobs listed before the N active ones"
+    )
     return parser
 
 
@@ -116,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate_limit=limit,
         seed=args.seed,
     )
+    sim.add_jobs(args.finished, statuses=("completed",))
     ids = sim.add_jobs(args.jobs)
     args.ids_out.write_text("\n".join(ids) + "\n")
     stats = _run(_serve(sim, ids, recorder, limit), args.loop)
