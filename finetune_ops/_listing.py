@@ -65,7 +65,9 @@ class ListScan(Generic[T]):
     Errors are those of ``json`` for text that is not JSON (also a body cut
     short), ``ValueError`` for JSON that is not an object with one ``data``
     array, ``UnicodeDecodeError``, :class:`EmptyBody`. They surface from
-    :meth:`finish`, never from :meth:`feed`: the body is read to its end either way.
+    :meth:`finish`, never from :meth:`feed`. Once the scan no longer
+    ``wants_more`` (it has failed, or read all the entries it reads), the rest
+    of the body need not be read.
     """
 
     def __init__(self) -> None:
@@ -80,7 +82,7 @@ class ListScan(Generic[T]):
         self._found = False  # the one 'data' array was seen
         self._spoken = False  # some text that is not whitespace came
         self._error: Exception | None = None
-        self.wants_more = True  # False once it has read all the entries it reads
+        self.wants_more = True
 
     @property
     def held(self) -> int:
@@ -88,7 +90,7 @@ class ListScan(Generic[T]):
         return len(self._text) + self._waiting_size
 
     def feed(self, chunk: bytes) -> None:
-        if self._error is not None or not self.wants_more:
+        if not self.wants_more:
             return
         began = time.perf_counter()
         if len(self.head) < _HEAD:
@@ -100,6 +102,7 @@ class ListScan(Generic[T]):
             self._text = ""
         except Exception as error:  # bad UTF-8, a shape that cannot be a list: final
             self._error = error
+            self.wants_more = False
         self.seconds += time.perf_counter() - began
 
     def finish(self) -> T:

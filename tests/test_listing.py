@@ -369,3 +369,26 @@ async def test_few_jobs_in_a_crowded_account_are_fetched_each(serve_app: ServeAp
         report = await jobs.wait_many(watched, timeout=30)
     assert report.by_status == {"cancelled": 10}
     assert "whole" not in sent
+
+
+async def test_a_list_that_cannot_be_one_is_not_read_to_its_end(serve_app: ServeApp) -> None:
+    """Once the body cannot be a list, the rest of it is not read."""
+    sent: dict[str, bool] = {}
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await response.write(b'{"data": 7')
+        for _ in range(400):
+            await response.write(b" " * (1 << 16))
+        await response.write_eof()
+        sent["whole"] = True
+        return response
+
+    app = web.Application()
+    app.router.add_get("/v1/fine-tunes", answer)
+    async with serve_app(app) as url:
+        async for client in _client(url):
+            with pytest.raises(InvalidResponseError, match="'data' is not a list of jobs"):
+                await client.list_changes({"ft-1": None})
+    assert "whole" not in sent

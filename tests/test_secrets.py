@@ -282,16 +282,18 @@ async def test_stalled_answers_hold_what_they_sent() -> None:
     assert peak < 20 * MB, f"{peak / MB:.0f} MB held for 1,600 bytes received"
 
 
-def _gzip_of_zeros(size: int) -> bytes:
+def _gzip_of_an_open_list(size: int) -> bytes:
+    """A list answer that opens its ``data`` array, then goes on with blanks: valid so far."""
     packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: the gzip container
-    block = b"0" * MB
-    parts = [packer.compress(block) for _ in range(size // MB)]
+    block = b" " * MB
+    parts = [packer.compress(b'{"data": [')]
+    parts += [packer.compress(block) for _ in range(size // MB)]
     return b"".join([*parts, packer.flush()])
 
 
 async def test_the_cap_holds_after_decompression(serve_app: ServeApp) -> None:
     """A small gzip body that inflates far past the cap is refused at the cap, not after."""
-    bomb = _gzip_of_zeros(200 * MB)
+    bomb = _gzip_of_an_open_list(200 * MB)
 
     async def listing(request: web.Request) -> web.StreamResponse:
         return web.Response(
