@@ -36,9 +36,10 @@ Outcome = tuple[dict[str, str], set[str], int] | type[Exception]
 ACTIVE: dict[str, Any] = {
     "id": "ft-1",
     "status": "cancel_requested",
-    "updated_at": "2026-01-02T03:04:05Z",
-    "model": "some/model",
-    "training_type": {"type": "Lora", "lora_r": 8},
+    "created_at": "2026-03-04T05:06:07.891Z",
+    "model": "org/model-7b",
+    "n_epochs": 2,
+    "training_type": {"type": "Full"},
 }
 LISTS = [
     {"data": []},
