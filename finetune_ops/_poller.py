@@ -6,10 +6,11 @@ apart as the policy says. A round happens when a job is due: with more than
 ``batch_threshold`` jobs waiting, one ``GET /fine-tunes`` answers for all of
 them (the list holds every job of the account), and only due ids missing from
 it are fetched one by one; with few, each due job is fetched with
-``GET /fine-tunes/{id}``. Rounds are spaced out (a quarter interval at least,
-and four times what the last round took), so many jobs falling due one after
-another share a list request. Records are structured only for
-jobs whose status moved, since the list may hold thousands of unrelated jobs.
+``GET /fine-tunes/{id}``, when it is due. Rounds with many jobs are spaced out
+(a quarter interval at least, and four times what the last round took), so
+many jobs falling due one after another share a list request. Records are
+structured only for jobs whose status moved, since the list may hold
+thousands of unrelated jobs.
 
 The list holds every job the account ever ran, so with few jobs watched among
 many (50 among 200,000), reading it costs more than a GET each: the poller
@@ -130,11 +131,14 @@ class Poller:
                 continue  # an entry due earlier may have come meanwhile
             self._round_cost = 0.0
             self._list_again = math.inf
+            few = len(self._waiting) <= self._policy.batch_threshold
             await self._poll_once(loop.time())
             # A round whose list takes long to read (100,000 jobs) is not repeated back
             # to back: polling gets at most a fifth of the time. Waiting (for the rate
             # gate, through an outage) is no cost: the next round may find everything over.
-            self._next_round = loop.time() + max(self._policy.interval / 4, 4 * self._round_cost)
+            # A few jobs fetched one by one share no request: each is looked at when due.
+            spacing = 0.0 if few else self._policy.interval / 4
+            self._next_round = loop.time() + max(spacing, 4 * self._round_cost)
             self._earliest = min((e.due for e in self._waiting.values()), default=math.inf)
 
     def _delay(self, looks: int) -> float:
@@ -264,9 +268,13 @@ class Poller:
             await self._seen(entry, job)
 
     def _look_again(self, error: FinetuneOpsError, failures: int) -> float:
-        """When to look again after ``failures`` failed looks in a row, the last with ``error``."""
+        """When to look again after ``failures`` failed looks in a row, the last with ``error``.
+
+        A quarter interval at the soonest, as rounds are spaced: a look that keeps
+        failing at once is not repeated back to back.
+        """
         wait = retry_wait(self._api.retry, error, failures, self._rng)
-        return asyncio.get_running_loop().time() + wait
+        return asyncio.get_running_loop().time() + max(wait, self._policy.interval / 4)
 
     async def _seen(self, entry: Entry, job: FineTuneJob) -> None:
         if entry.job_id not in self._waiting:
