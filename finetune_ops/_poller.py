@@ -62,6 +62,9 @@ _LIST_REST: Final = 8
 _LIST_REST_MAX: Final = 64
 #: List entries that cost the client about as much to read as one GET of a job.
 _ENTRIES_PER_GET: Final = 50
+#: Jobs fetched one by one few enough to be looked at each when due: every round
+#: scans all the jobs waiting, so many jobs share spaced-out rounds instead.
+_FEW: Final = 8
 
 
 class Poller:
@@ -131,7 +134,7 @@ class Poller:
                 continue  # an entry due earlier may have come meanwhile
             self._round_cost = 0.0
             self._list_again = math.inf
-            few = len(self._waiting) <= self._policy.batch_threshold
+            few = len(self._waiting) <= min(self._policy.batch_threshold, _FEW)
             await self._poll_once(loop.time())
             # A round whose list takes long to read (100,000 jobs) is not repeated back
             # to back: polling gets at most a fifth of the time. Waiting (for the rate
