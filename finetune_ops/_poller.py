@@ -93,6 +93,7 @@ class Poller:
         self._earliest = math.inf  # the earliest due look among the waiting
         self._next_round = -math.inf  # no round before this: rounds are spaced out
         self._list_again = math.inf  # when a list that failed is tried again
+        self._last_cost = math.inf  # what the round before the last spent reading lists
         self._failed_looks: dict[str, int] = {}  # looks in a row that failed, by job
         self._list_failures = 0  # failed list ticks in a row
         self._list_rest = _LIST_REST  # ticks to go without the list after its next failure
@@ -139,9 +140,12 @@ class Poller:
             # A round whose list takes long to read (100,000 jobs) is not repeated back
             # to back: polling gets at most a fifth of the time. Waiting (for the rate
             # gate, through an outage) is no cost: the next round may find everything over.
+            # Nor is one costly round, most often one that found many jobs over (their
+            # records are read in full): the cheaper of the last two rounds counts.
             # A few jobs fetched one by one share no request: each is looked at when due.
+            cost, self._last_cost = min(self._round_cost, self._last_cost), self._round_cost
             spacing = 0.0 if few else self._policy.interval / 4
-            self._next_round = loop.time() + max(spacing, 4 * self._round_cost)
+            self._next_round = loop.time() + max(spacing, 4 * cost)
             self._earliest = min((e.due for e in self._waiting.values()), default=math.inf)
 
     def _delay(self, looks: int) -> float:
