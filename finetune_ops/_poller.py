@@ -7,8 +7,9 @@ apart as the policy says. A round happens when a job is due: with more than
 them (the list holds every job of the account), and only due ids missing from
 it are fetched one by one; with few, each due job is fetched with
 ``GET /fine-tunes/{id}``, when it is due. Rounds with many jobs are spaced out
-(a quarter interval at least, and four times what the last round took), so
-many jobs falling due one after another share a list request. Records are
+(a quarter interval at least, and four times what the cheaper of the last two
+spent reading lists), so many jobs falling due one after another share a list
+request. Records are
 structured only for jobs whose status moved, since the list may hold
 thousands of unrelated jobs.
 
