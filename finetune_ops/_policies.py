@@ -62,6 +62,8 @@ class RetryPolicy:
     - ``deadline``: seconds from before the first try after which no new try starts.
     - ``wait_initial``, ``wait_max``, ``wait_exp_base``: exponential backoff between
       tries, ``wait_initial * wait_exp_base ** n`` capped at ``wait_max``.
+    - ``wait_throttled``: the backoff's start instead of ``wait_initial`` after a
+      429 that did not say how long to wait.
     - ``wait_jitter``: up to this many random seconds added to each backoff wait.
     - ``retry_statuses``: HTTP statuses retried. Connection errors, timeouts and
       bodies cut short or unreadable are always retried; a body over its cap and
@@ -71,14 +73,20 @@ class RetryPolicy:
     A server's hint (``Retry-After``, ``retry-after-ms``, ``x-ratelimit-reset``)
     replaces the backoff wait. A hint longer than the deadline leaves raises
     :class:`RateLimitError` at once rather than retrying early.
+
+    The backoff starts where the AWS SDKs' standard retry mode (2026) starts
+    it: 50 ms after a transient failure (a 5xx, a reset), a second after a
+    request to slow down. What keeps retries from piling onto an API that is
+    down is the rate gate's outage mode, not the length of one backoff.
     """
 
     attempts: int = attrs.field(default=6, validator=attrs.validators.ge(1))
     deadline: float = attrs.field(default=60.0, converter=seconds, validator=_positive)
-    wait_initial: float = attrs.field(default=0.5, converter=seconds, validator=_non_negative)
+    wait_initial: float = attrs.field(default=0.05, converter=seconds, validator=_non_negative)
+    wait_throttled: float = attrs.field(default=1.0, converter=seconds, validator=_non_negative)
     wait_max: float = attrs.field(default=8.0, converter=seconds, validator=_non_negative)
     wait_exp_base: float = attrs.field(default=2.0, validator=attrs.validators.ge(1.0))
-    wait_jitter: float = attrs.field(default=0.5, converter=seconds, validator=_non_negative)
+    wait_jitter: float = attrs.field(default=0.05, converter=seconds, validator=_non_negative)
     retry_statuses: frozenset[int] = attrs.field(
         default=RETRYABLE_STATUSES, converter=frozenset, repr=_sorted_set
     )
@@ -88,10 +96,15 @@ class RetryPolicy:
         """A policy that tries once."""
         return cls(attempts=1)
 
-    def backoff(self, retry_number: int) -> float:
-        """The wait before retry ``retry_number`` (1 for the first), without jitter."""
+    def backoff(self, retry_number: int, *, throttled: bool = False) -> float:
+        """The wait before retry ``retry_number`` (1 for the first), without jitter.
+
+        ``throttled``: after a 429 that gave no hint, when the wait starts at
+        ``wait_throttled``.
+        """
         exponent = min(retry_number - 1, 64)  # keeps the power finite
-        return min(self.wait_max, self.wait_initial * self.wait_exp_base**exponent)
+        start = self.wait_throttled if throttled else self.wait_initial
+        return min(self.wait_max, start * self.wait_exp_base**exponent)
 
 
 @attrs.frozen(kw_only=True)

@@ -6,17 +6,22 @@ apart as the policy says. A round happens when a job is due: with more than
 ``batch_threshold`` jobs waiting, one ``GET /fine-tunes`` answers for all of
 them (the list holds every job of the account), and only due ids missing from
 it are fetched one by one; with few, each due job is fetched with
-``GET /fine-tunes/{id}``. Rounds are spaced out (a quarter interval at least,
-and four times what the last round took), so many jobs falling due one after
-another share a list request. Records are structured only for
-jobs whose status moved, since the list may hold thousands of unrelated jobs.
+``GET /fine-tunes/{id}``, when it is due. Rounds with many jobs are spaced out
+(a quarter interval at least, and four times what the cheaper of the last two
+spent reading lists), so many jobs falling due one after another share a list
+request. Records are
+structured only for jobs whose status moved, since the list may hold
+thousands of unrelated jobs.
 
 The list holds every job the account ever ran, so with few jobs watched among
 many (50 among 200,000), reading it costs more than a GET each: the poller
 compares the last list's size with the jobs waiting and fetches each job when
 that is cheaper.
 
-A look is never retried on its own: the next tick is its retry. A list that
+A look is never retried on its own: the next tick is its retry. After a failed
+look that asking again can change, that tick comes after the retry policy's
+wait (the server's hint, else its backoff), not a whole interval later: a
+stray 503 or reset must not leave a job unseen for an interval. A list that
 keeps failing (three ticks in a row, or once in a way that asking again cannot
 change) is set aside for a while and every job is fetched on its own; then the
 list is tried again, so one bad minute does not cost a long batch its cheap
@@ -45,7 +50,7 @@ from ._ledger import Entry, Ledger
 from ._listing import ListMemo
 from ._policies import PollPolicy, RetryPolicy
 from ._records import FineTuneJob
-from ._retry import is_retryable
+from ._retry import is_retryable, retry_wait
 
 __all__ = ["Poller", "look_once"]
 
@@ -59,6 +64,9 @@ _LIST_REST: Final = 8
 _LIST_REST_MAX: Final = 64
 #: List entries that cost the client about as much to read as one GET of a job.
 _ENTRIES_PER_GET: Final = 50
+#: Jobs fetched one by one few enough to be looked at each when due: every round
+#: scans all the jobs waiting, so many jobs share spaced-out rounds instead.
+_FEW: Final = 8
 
 
 def _most_entries(waiting: int) -> int:
@@ -91,6 +99,9 @@ class Poller:
         self._closed = False
         self._earliest = math.inf  # the earliest due look among the waiting
         self._next_round = -math.inf  # no round before this: rounds are spaced out
+        self._list_again = math.inf  # when a list that failed is tried again
+        self._last_cost = math.inf  # what the round before the last spent reading lists
+        self._failed_looks: dict[str, int] = {}  # looks in a row that failed, by job
         self._list_failures = 0  # failed list ticks in a row
         self._list_rest = _LIST_REST  # ticks to go without the list after its next failure
         self._without_list = 0  # ticks left before the list is tried again
@@ -122,7 +133,8 @@ class Poller:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while self._waiting or not self._closed:
-            round_at = max(self._earliest, self._next_round) if self._waiting else math.inf
+            due = min(self._earliest, self._list_again)
+            round_at = max(due, self._next_round) if self._waiting else math.inf
             if loop.time() < round_at:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout_at(None if math.isinf(round_at) else round_at):
@@ -130,11 +142,18 @@ class Poller:
                 self._wake.clear()
                 continue  # an entry due earlier may have come meanwhile
             self._round_cost = 0.0
+            self._list_again = math.inf
+            few = len(self._waiting) <= min(self._policy.batch_threshold, _FEW)
             await self._poll_once(loop.time())
             # A round whose list takes long to read (100,000 jobs) is not repeated back
             # to back: polling gets at most a fifth of the time. Waiting (for the rate
             # gate, through an outage) is no cost: the next round may find everything over.
-            self._next_round = loop.time() + max(self._policy.interval / 4, 4 * self._round_cost)
+            # Nor is one costly round, most often one that found many jobs over (their
+            # records are read in full): the cheaper of the last two rounds counts.
+            # A few jobs fetched one by one share no request: each is looked at when due.
+            cost, self._last_cost = min(self._round_cost, self._last_cost), self._round_cost
+            spacing = 0.0 if few else self._policy.interval / 4
+            self._next_round = loop.time() + max(spacing, 4 * cost)
             self._earliest = min((e.due for e in self._waiting.values()), default=math.inf)
 
     def _delay(self, looks: int) -> float:
@@ -227,11 +246,14 @@ class Poller:
     def _list_failed(self, error: FinetuneOpsError) -> bool:
         """Count a failed list tick; True when the list is set aside from now on."""
         if isinstance(error, RateLimitError):
+            self._list_again = self._look_again(error, 1)
             return False  # a request to slow down, not a broken list
         if self._api.gate.in_outage:
+            self._list_again = self._look_again(error, 1)  # the gate holds it until the API is up
             return False  # the whole API is down, not the list: it is used again once it is up
         self._list_failures += 1
         if self._list_failures < _LIST_FAILURES and is_retryable(error, self._api.retry):
+            self._list_again = self._look_again(error, self._list_failures)
             return False  # tried again next tick
         logger.warning(
             "the job list cannot be used for polling (%s); fetching each job for %d ticks",
@@ -255,9 +277,23 @@ class Poller:
                 await self._ledger.finish(entry, error)
         except FinetuneOpsError as error:
             entry.last_error = error  # keep watching: the deadline decides
+            if is_retryable(error, self._api.retry):
+                failed = self._failed_looks.get(entry.job_id, 0) + 1
+                self._failed_looks[entry.job_id] = failed
+                entry.due = min(entry.due, self._look_again(error, failed))
         else:
+            self._failed_looks.pop(entry.job_id, None)
             self._ledger.answered()
             await self._seen(entry, job)
+
+    def _look_again(self, error: FinetuneOpsError, failures: int) -> float:
+        """When to look again after ``failures`` failed looks in a row, the last with ``error``.
+
+        A quarter interval at the soonest, as rounds are spaced: a look that keeps
+        failing at once is not repeated back to back.
+        """
+        wait = retry_wait(self._api.retry, error, failures, self._rng)
+        return asyncio.get_running_loop().time() + max(wait, self._policy.interval / 4)
 
     async def _seen(self, entry: Entry, job: FineTuneJob) -> None:
         if entry.job_id not in self._waiting:
@@ -265,6 +301,7 @@ class Poller:
         await self._ledger.update(entry, job)
         if job.status.is_terminal:
             del self._waiting[entry.job_id]
+            self._failed_looks.pop(entry.job_id, None)
             await self._ledger.ended(entry)
 
 

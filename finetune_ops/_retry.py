@@ -28,7 +28,7 @@ from ._errors import (
 )
 from ._policies import RetryPolicy
 
-__all__ = ["RetryEvent", "Sleep", "is_retryable", "retrying"]
+__all__ = ["RetryEvent", "Sleep", "is_retryable", "retry_wait", "retrying"]
 
 logger = logging.getLogger("finetune_ops")
 
@@ -70,6 +70,23 @@ def is_retryable(error: BaseException, policy: RetryPolicy) -> bool:
     return False  # CancelledError, our other errors, and bugs
 
 
+def retry_wait(
+    policy: RetryPolicy, error: BaseException | None, retry_number: int, rng: random.Random
+) -> float:
+    """The wait before retry ``retry_number`` after ``error``: the server's hint, else backoff.
+
+    A 429 without a hint is backed off from ``wait_throttled``, every other
+    failure from ``wait_initial``.
+    """
+    hint = getattr(error, "retry_after", None)
+    if hint is not None:
+        return float(hint)
+    wait = policy.backoff(retry_number, throttled=isinstance(error, RateLimitError))
+    if policy.wait_jitter:
+        wait += rng.uniform(0.0, policy.wait_jitter)
+    return wait
+
+
 class _HintOrBackoff(tenacity.wait.wait_base):
     def __init__(self, policy: RetryPolicy, rng: random.Random) -> None:
         self._policy = policy
@@ -78,13 +95,7 @@ class _HintOrBackoff(tenacity.wait.wait_base):
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         outcome = retry_state.outcome
         error = outcome.exception() if outcome is not None else None
-        hint = getattr(error, "retry_after", None)
-        if hint is not None:
-            return float(hint)
-        wait = self._policy.backoff(retry_state.attempt_number)
-        if self._policy.wait_jitter:
-            wait += self._rng.uniform(0.0, self._policy.wait_jitter)
-        return wait
+        return retry_wait(self._policy, error, retry_state.attempt_number, self._rng)
 
 
 class _StopAtLimits(tenacity.stop.stop_base):

@@ -14,7 +14,8 @@ from finetune_ops import PollPolicy, RetryPolicy, Timeouts
 def test_defaults() -> None:
     """The documented defaults."""
     retry = RetryPolicy()
-    assert (retry.attempts, retry.deadline, retry.wait_initial, retry.wait_max) == (6, 60, 0.5, 8)
+    assert (retry.attempts, retry.deadline, retry.wait_initial, retry.wait_max) == (6, 60, 0.05, 8)
+    assert (retry.wait_throttled, retry.wait_exp_base, retry.wait_jitter) == (1, 2, 0.05)
     assert retry.retry_statuses == {408, 409, 429, 500, 502, 503, 504}
     poll = PollPolicy()
     assert (poll.interval, poll.growth, poll.max_interval, poll.timeout) == (1, 1.5, 30, 600)
@@ -70,6 +71,14 @@ def test_backoff_and_poll_delay_are_capped() -> None:
     retry = RetryPolicy(wait_initial=0.5, wait_max=8)
     assert [retry.backoff(n) for n in (1, 2, 3, 4, 5, 6)] == [0.5, 1, 2, 4, 8, 8]
     assert retry.backoff(10_000) == 8
+    assert retry.backoff(10_000, throttled=True) == 8
     poll = PollPolicy(interval=1, growth=2, max_interval=5)
     assert [poll.delay(n) for n in (0, 1, 2, 3)] == [1, 2, 4, 5]
     assert poll.delay(10_000) == 5
+
+
+def test_a_429_without_a_hint_backs_off_longer() -> None:
+    """A transient failure is tried again within 0.1 s; a request to slow down, after 1 s."""
+    retry = RetryPolicy()
+    assert [retry.backoff(n) for n in (1, 2, 3)] == [0.05, 0.1, 0.2]
+    assert [retry.backoff(n, throttled=True) for n in (1, 2, 3, 4, 5)] == [1, 2, 4, 8, 8]

@@ -87,10 +87,10 @@ async def test_backoff_then_success() -> None:
     )
     assert result == "ok"
     assert attempt.calls == 3
-    assert sleeps.waits == [0.5, 1.0]
+    assert sleeps.waits == [0.05, 0.1]
     assert [(e.attempt, e.wait, type(e.cause).__name__) for e in events] == [
-        (1, 0.5, "InternalServerError"),
-        (2, 1.0, "APIConnectionError"),
+        (1, 0.05, "InternalServerError"),
+        (2, 0.1, "APIConnectionError"),
     ]
     assert events[0].job_id == "ft-a"
 
@@ -100,7 +100,7 @@ async def test_jitter_is_bounded() -> None:
     attempt = Script(*(status_error(500, "x") for _ in range(5)))
     sleeps = Sleeps()
     await retrying(attempt, RetryPolicy(wait_jitter=0.25), endpoint="list", sleep=sleeps)
-    for wait, base in zip(sleeps.waits, [0.5, 1, 2, 4, 8], strict=True):
+    for wait, base in zip(sleeps.waits, [0.05, 0.1, 0.2, 0.4, 0.8], strict=True):
         assert base <= wait <= base + 0.25
 
 
@@ -129,7 +129,15 @@ async def test_server_hint_replaces_backoff() -> None:
     attempt = Script(status_error(429, "slow", retry_after=3.0), status_error(503, "x"))
     sleeps = Sleeps()
     await retrying(attempt, NO_JITTER, endpoint="x", sleep=sleeps)
-    assert sleeps.waits == [3.0, 1.0]
+    assert sleeps.waits == [3.0, 0.1]
+
+
+async def test_a_429_without_a_hint_waits_longer_than_a_503() -> None:
+    """A request to slow down that says not for how long backs off from wait_throttled."""
+    attempt = Script(status_error(503, "x"), status_error(429, "slow"), status_error(500, "x"))
+    sleeps = Sleeps()
+    await retrying(attempt, NO_JITTER, endpoint="cancel", sleep=sleeps)
+    assert sleeps.waits == [0.05, 2.0, 0.2]  # the second retry: wait_throttled * 2
 
 
 async def test_hint_beyond_deadline_surfaces_rate_limit() -> None:
