@@ -9,14 +9,13 @@ it are fetched one by one; with few, each due job is fetched with
 ``GET /fine-tunes/{id}``, when it is due. Rounds with many jobs are spaced out
 (a quarter interval at least, and four times what the cheaper of the last two
 spent reading lists), so many jobs falling due one after another share a list
-request. Records are
-structured only for jobs whose status moved, since the list may hold
-thousands of unrelated jobs.
+request. Records are structured only for jobs whose status moved, since the
+list may hold thousands of unrelated jobs.
 
 The list holds every job the account ever ran, so with few jobs watched among
-many (50 among 200,000), reading it costs more than a GET each: the poller
-compares the last list's size with the jobs waiting and fetches each job when
-that is cheaper.
+many (50 among 200,000), reading it costs more than a GET each: a list read
+stops once it has cost what GETs of the waiting jobs would, and the poller
+fetches each job while the last list's size says that is cheaper.
 
 A look is never retried on its own: the next tick is its retry. After a failed
 look that asking again can change, that tick comes after the retry policy's
