@@ -57,6 +57,7 @@ offsets are kept). For every known field, ``structure(unstructure(job)) == job``
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import NoneType, UnionType
@@ -116,36 +117,94 @@ _SHARED_RECORDS: Final = frozenset(
 )
 _SHARED_LIMIT: Final = 256
 
-#: Text fields of a job that many jobs share (one model, one user); stored once each.
-_SHARED_TEXT_FIELDS: Final = (
-    "model",
-    "user_id",
-    "owner_address",
-    "suffix",
-    "validation_file",
-    "wandb_project_name",
-    "from_checkpoint",
-    "from_hf_model",
-    "hf_model_revision",
-)
+# --- values many jobs share -------------------------------------------------------------
+#
+# 100,000 jobs of one sweep hold a few distinct models, users, learning rates and
+# sequence lengths. Each distinct value of these fields is kept once (bounded: past
+# the limit, new values are simply not shared), so the jobs point at one copy.
+
+_SHARED_LIMIT_PER_KIND: Final = 4096
 _shared_text: dict[str, str] = {}
-_SHARED_TEXT_LIMIT: Final = 4096
+_shared_ints: dict[int, int] = {}
+_shared_floats: dict[float, float] = {}
 
 
-def _share_text(value: dict[str, Any]) -> None:
-    """Replace repeated values of ``value``'s shared fields with one stored copy each.
+def _shared_str(text: str) -> str:
+    kept = _shared_text.get(text)
+    if kept is not None:
+        return kept
+    if len(_shared_text) < _SHARED_LIMIT_PER_KIND:
+        _shared_text[text] = text
+    return text
 
-    The dict is a decoded answer, ours to change; 100,000 jobs then hold a few
-    copies of their model and user names, not 100,000.
+
+def _shared_int(number: int) -> int:
+    # Only ints are looked up here, so an equal True or 1.0 never comes back for one.
+    kept = _shared_ints.get(number)
+    if kept is not None:
+        return kept
+    if len(_shared_ints) < _SHARED_LIMIT_PER_KIND:
+        _shared_ints[number] = number
+    return number
+
+
+def _shared_float(number: float) -> float:
+    # 0.0 and -0.0 are equal keys but not the same value: -0.0 is never stored,
+    # and a -0.0 that finds 0.0 keeps itself. NaN is never stored (nor found).
+    kept = _shared_floats.get(number)
+    if kept is not None:
+        return kept if kept or math.copysign(1.0, number) > 0 else number
+    storable = number == number and (number or math.copysign(1.0, number) > 0)
+    if storable and len(_shared_floats) < _SHARED_LIMIT_PER_KIND:
+        _shared_floats[number] = number
+    return number
+
+
+#: The job fields whose values are shared, with the JSON type shared and how.
+_SHARED_FIELDS: Final[dict[str, tuple[type, Callable[[Any], Any]]]] = {
+    **dict.fromkeys(
+        (
+            "model",
+            "user_id",
+            "owner_address",
+            "suffix",
+            "validation_file",
+            "wandb_project_name",
+            "from_checkpoint",
+            "from_hf_model",
+            "hf_model_revision",
+        ),
+        (str, _shared_str),
+    ),
+    **dict.fromkeys(
+        (
+            "param_count",
+            "max_seq_length",
+            "trainingfile_numlines",
+            "trainingfile_size",
+            "n_epochs",
+            "n_evals",
+            "n_checkpoints",
+            "eval_steps",
+        ),
+        (int, _shared_int),
+    ),
+    **dict.fromkeys(
+        ("learning_rate", "warmup_ratio", "max_grad_norm", "weight_decay"),
+        (float, _shared_float),
+    ),
+}
+
+
+def _share_values(value: dict[str, Any]) -> None:
+    """Replace the shared fields' values in ``value`` by their kept copies.
+
+    The dict is a decoded answer, ours to change.
     """
-    for name in _SHARED_TEXT_FIELDS:
-        text = value.get(name)
-        if type(text) is str:
-            kept = _shared_text.get(text)
-            if kept is not None:
-                value[name] = kept
-            elif len(_shared_text) < _SHARED_TEXT_LIMIT:
-                _shared_text[text] = text
+    for name, (kind, share) in _SHARED_FIELDS.items():
+        raw = value.get(name)
+        if type(raw) is kind:
+            value[name] = share(raw)
 
 
 _SCALARS: Final[frozenset[type]] = frozenset({str, int, float, bool, NoneType})
@@ -182,19 +241,23 @@ def format_timestamp(value: datetime) -> str:
     return value.isoformat()
 
 
-_last_timestamp: list[tuple[str, datetime]] = [("", datetime.min.replace(tzinfo=UTC))]
+# Parsed timestamps by their text: a job's created_at, started_at and updated_at are
+# often one instant, and jobs created or cancelled together often share one too.
+# Datetimes are immutable, so one parsed copy serves them all; the cache starts
+# over when full, keeping the recent instants.
+_timestamps: dict[str, datetime] = {}
+_TIMESTAMPS_LIMIT: Final = 1024
 
 
 def _structure_timestamp(value: object, _: object) -> datetime:
     if type(value) is not str:
         raise TypeError(f"expected an ISO 8601 string, got {type(value).__name__}")
-    # A job's created_at, started_at and updated_at are often one instant: parsed
-    # and stored once (datetimes are immutable).
-    text, parsed = _last_timestamp[0]
-    if value == text:
-        return parsed
-    parsed = parse_timestamp(value)
-    _last_timestamp[0] = (value, parsed)
+    parsed = _timestamps.get(value)
+    if parsed is None:
+        parsed = parse_timestamp(value)
+        if len(_timestamps) >= _TIMESTAMPS_LIMIT:
+            _timestamps.clear()
+        _timestamps[value] = parsed
     return parsed
 
 
@@ -298,25 +361,143 @@ def _record_factory(cls: Any, converter: cattrs.Converter) -> _Hook:
 
     Small settings records that most jobs share (the same training type, method
     and scheduler) are structured once per distinct value and then reused: they
-    are frozen, and 100,000 jobs then hold a handful of them, not 400,000.
+    are frozen, and 100,000 jobs then hold a handful of them, not 400,000. An
+    object sent again key for key, value for value and type for type is found
+    without being structured again.
     """
     inner = make_dict_structure_fn(cls, converter)
-    shared: dict[Any, Any] | None = {} if cls in _SHARED_RECORDS else None
+    if cls not in _SHARED_RECORDS:
 
-    def structure_record(value: object, _: object) -> Any:
-        if type(value) is not dict and not isinstance(value, Mapping):
+        def structure_record(value: object, _: object) -> Any:
+            if type(value) is not dict and not isinstance(value, Mapping):
+                raise TypeError(
+                    f"expected an object for {cls.__name__}, got {type(value).__name__}"
+                )
+            return inner(value, cls)
+
+        return structure_record
+
+    shared: dict[Any, Any] = {}  # record -> the one kept
+    # An object as sent (its items and their types) -> its record. Only objects of
+    # known keys and plain values (a nested settings object stands in as its shared
+    # record) are keys, so a key holds nothing that its record does not.
+    by_raw: dict[tuple[Any, ...], Any] = {}
+    names = frozenset(field.name for field in attrs.fields(cls))
+    attrs.resolve_types(cls)
+    nested = {
+        field.name: (converter.get_structure_hook(arg), arg)
+        for field in attrs.fields(cls)
+        for arg in get_args(field.type)
+        if arg in _SHARED_RECORDS
+    }
+
+    def nested_key(value: dict[str, Any], types: tuple[type, ...]) -> tuple[Any, ...] | None:
+        items = []
+        for name, item in value.items():
+            if name in nested and type(item) is dict:
+                hook, nested_cls = nested[name]
+                try:
+                    item = hook(item, nested_cls)
+                except STRUCTURE_ERRORS:
+                    return None  # structured in full, which says what is wrong
+            elif type(item) not in _SCALARS:
+                return None
+            items.append((name, item))
+        return (tuple(items), types)
+
+    def structure_shared_record(value: object, _: object) -> Any:
+        key = None
+        if type(value) is dict:
+            if value.keys() <= names:
+                types = tuple(map(type, value.values()))
+                if _SCALARS.issuperset(types):
+                    key = (tuple(value.items()), types)
+                elif nested:
+                    key = nested_key(value, types)
+            if key is not None:
+                found = by_raw.get(key)
+                if found is not None:
+                    return found
+        elif not isinstance(value, Mapping):
             raise TypeError(f"expected an object for {cls.__name__}, got {type(value).__name__}")
         record = inner(value, cls)
-        if shared is None:
-            return record
         if len(shared) < _SHARED_LIMIT:
-            return shared.setdefault(record, record)
-        return shared.get(record, record)
+            record = shared.setdefault(record, record)
+        else:
+            record = shared.get(record, record)
+        if key is not None and len(by_raw) < _SHARED_LIMIT:
+            by_raw[key] = record
+        return record
 
-    return structure_record
+    return structure_shared_record
 
 
 def _job_factory(cls: Any, converter: cattrs.Converter) -> _Hook:
+    """Structure a job quickly when it plainly fits, else strictly, else field by field."""
+    quick = _quick_job_fn(cls, converter)
+    careful = _careful_job_fn(cls, converter)
+
+    def structure_job(value: object, _: object) -> Any:
+        if type(value) is dict:
+            job = quick(value)
+            if job is not None:
+                return job
+        return careful(value, _)
+
+    return structure_job
+
+
+def _quick_job_fn(cls: Any, converter: cattrs.Converter) -> Callable[[dict[str, Any]], Any]:
+    """A job from a decoded dict whose fields all fit, or ``None`` to leave it to the careful path.
+
+    It walks the keys the server sent, not all 47 fields, and keeps a value of the
+    exact JSON type as it is, where a hook call would return it unchanged; any other
+    value goes through the field's hook. Whatever fails, it returns ``None`` and
+    the careful path structures the job again, errors and ``unparsed_fields`` included,
+    so the two paths never disagree on a result.
+    """
+    attrs.resolve_types(cls)
+    # name -> (the field's own name, interned as cls(**fields) wants it; exact types kept
+    # as sent; the hook for any other value and its type; the cache that shares the value)
+    plan: dict[str, tuple[str, frozenset[type], _Hook, Any, Callable[[Any], Any] | None]] = {}
+    for field in attrs.fields(cls):
+        if field.name in ("id", "status", "unparsed_fields"):
+            continue
+        args = get_args(field.type)
+        inner = [arg for arg in args if arg is not NoneType]
+        tp = inner[0] if len(inner) == 1 else Union[tuple(inner)]  # noqa: UP007
+        exact = frozenset(inner) if all(arg in _SCALARS for arg in inner) else frozenset()
+        kind, share = _SHARED_FIELDS.get(field.name, (None, None))
+        assert share is None or exact == {kind}, f"{field.name} holds more than {kind}"
+        plan[field.name] = (field.name, exact, converter.get_structure_hook(tp), tp, share)
+
+    def quick(value: dict[str, Any]) -> Any:
+        job_id = value.get("id")
+        status = value.get("status")
+        if type(job_id) is not str or type(status) is not str:
+            return None
+        fields: dict[str, Any] = {
+            "id": job_id,
+            "status": _STATUS_BY_VALUE.get(status) or JobStatus(status),
+        }
+        try:
+            for key, raw in value.items():
+                entry = plan.get(key)
+                if entry is None or raw is None:
+                    continue
+                name, exact, hook, tp, share = entry
+                if type(raw) in exact:
+                    fields[name] = raw if share is None else share(raw)
+                else:
+                    fields[name] = hook(raw, tp)
+        except STRUCTURE_ERRORS:
+            return None
+        return cls(**fields)
+
+    return quick
+
+
+def _careful_job_fn(cls: Any, converter: cattrs.Converter) -> _Hook:
     """Structure a job strictly when it fits, else field by field.
 
     The strict path is cattrs' generated function. When it fails and ``id`` and
@@ -335,7 +516,7 @@ def _job_factory(cls: Any, converter: cattrs.Converter) -> _Hook:
         if type(value) is not dict and not isinstance(value, Mapping):
             raise TypeError(f"expected an object for a job, got {type(value).__name__}")
         if type(value) is dict:
-            _share_text(value)
+            _share_values(value)
         try:
             return strict(value, cls)
         except STRUCTURE_ERRORS:
