@@ -127,41 +127,36 @@ _SHARED_LIMIT_PER_KIND: Final = 4096
 _shared_text: dict[str, str] = {}
 _shared_ints: dict[int, int] = {}
 _shared_floats: dict[float, float] = {}
+_ZERO: Final = 0.0
 
 
-def _shared_str(text: str) -> str:
-    kept = _shared_text.get(text)
-    if kept is not None:
-        return kept
+def _keep_text(text: str) -> str:
+    """Called for a value not found in ``_shared_text``: keep it, while there is room."""
     if len(_shared_text) < _SHARED_LIMIT_PER_KIND:
         _shared_text[text] = text
     return text
 
 
-def _shared_int(number: int) -> int:
-    # Only ints are looked up here, so an equal True or 1.0 never comes back for one.
-    kept = _shared_ints.get(number)
-    if kept is not None:
-        return kept
+def _keep_int(number: int) -> int:
+    # Only ints are looked up in _shared_ints, so an equal True or 1.0 never comes back for one.
     if len(_shared_ints) < _SHARED_LIMIT_PER_KIND:
         _shared_ints[number] = number
     return number
 
 
-def _shared_float(number: float) -> float:
-    # 0.0 and -0.0 are equal keys but not the same value: -0.0 is never stored,
-    # and a -0.0 that finds 0.0 keeps itself. NaN is never stored (nor found).
-    kept = _shared_floats.get(number)
-    if kept is not None:
-        return kept if kept or math.copysign(1.0, number) > 0 else number
-    storable = number == number and (number or math.copysign(1.0, number) > 0)
-    if storable and len(_shared_floats) < _SHARED_LIMIT_PER_KIND:
+def _keep_float(number: float) -> float:
+    # 0.0 and -0.0 are equal keys but not the same value, so neither is stored:
+    # 0.0 is one constant, -0.0 stays itself. NaN never equals itself: not stored.
+    if not number:
+        return _ZERO if math.copysign(1.0, number) > 0 else number
+    if number == number and len(_shared_floats) < _SHARED_LIMIT_PER_KIND:
         _shared_floats[number] = number
     return number
 
 
-#: The job fields whose values are shared, with the JSON type shared and how.
-_SHARED_FIELDS: Final[dict[str, tuple[type, Callable[[Any], Any]]]] = {
+#: The job fields whose values are shared: the JSON type shared, the values kept,
+#: and what to do with a value not kept yet.
+_SHARED_FIELDS: Final[dict[str, tuple[type, dict[Any, Any], Callable[[Any], Any]]]] = {
     **dict.fromkeys(
         (
             "model",
@@ -174,24 +169,22 @@ _SHARED_FIELDS: Final[dict[str, tuple[type, Callable[[Any], Any]]]] = {
             "from_hf_model",
             "hf_model_revision",
         ),
-        (str, _shared_str),
+        (str, _shared_text, _keep_text),
     ),
+    # Small ints are shared by Python itself; these fields hold larger ones.
     **dict.fromkeys(
         (
             "param_count",
             "max_seq_length",
             "trainingfile_numlines",
             "trainingfile_size",
-            "n_epochs",
-            "n_evals",
-            "n_checkpoints",
             "eval_steps",
         ),
-        (int, _shared_int),
+        (int, _shared_ints, _keep_int),
     ),
     **dict.fromkeys(
         ("learning_rate", "warmup_ratio", "max_grad_norm", "weight_decay"),
-        (float, _shared_float),
+        (float, _shared_floats, _keep_float),
     ),
 }
 
@@ -201,10 +194,11 @@ def _share_values(value: dict[str, Any]) -> None:
 
     The dict is a decoded answer, ours to change.
     """
-    for name, (kind, share) in _SHARED_FIELDS.items():
+    for name, (kind, kept, keep) in _SHARED_FIELDS.items():
         raw = value.get(name)
         if type(raw) is kind:
-            value[name] = share(raw)
+            found = kept.get(raw)
+            value[name] = found if found is not None else keep(raw)
 
 
 _SCALARS: Final[frozenset[type]] = frozenset({str, int, float, bool, NoneType})
@@ -356,6 +350,10 @@ def _array_factory(tp: Any, converter: cattrs.Converter) -> _Hook:
     return structure_array
 
 
+def _field_names(cls: Any) -> frozenset[str]:
+    return frozenset(field.name for field in attrs.fields(cls))
+
+
 def _record_factory(cls: Any, converter: cattrs.Converter) -> _Hook:
     """Structure JSON objects only, through cattrs' generated function for *cls*.
 
@@ -378,15 +376,14 @@ def _record_factory(cls: Any, converter: cattrs.Converter) -> _Hook:
         return structure_record
 
     shared: dict[Any, Any] = {}  # record -> the one kept
-    # An object as sent (its items and their types) -> its record. Only objects of
-    # known keys and plain values (a nested settings object stands in as its shared
-    # record) are keys, so a key holds nothing that its record does not.
+    # An object as sent -> its record. The key is its items and their types (a nested
+    # object of plain values, the scheduler's arguments, in the same form), and only
+    # objects of known keys are kept, so that a key holds nothing its record does not.
     by_raw: dict[tuple[Any, ...], Any] = {}
-    names = frozenset(field.name for field in attrs.fields(cls))
-    attrs.resolve_types(cls)
+    names = _field_names(cls)
     nested = {
-        field.name: (converter.get_structure_hook(arg), arg)
-        for field in attrs.fields(cls)
+        field.name: _field_names(arg)
+        for field in attrs.fields(attrs.resolve_types(cls))
         for arg in get_args(field.type)
         if arg in _SHARED_RECORDS
     }
@@ -394,30 +391,35 @@ def _record_factory(cls: Any, converter: cattrs.Converter) -> _Hook:
     def nested_key(value: dict[str, Any], types: tuple[type, ...]) -> tuple[Any, ...] | None:
         items = []
         for name, item in value.items():
-            if name in nested and type(item) is dict:
-                hook, nested_cls = nested[name]
-                try:
-                    item = hook(item, nested_cls)
-                except STRUCTURE_ERRORS:
-                    return None  # structured in full, which says what is wrong
+            if type(item) is dict:
+                item_types = tuple(map(type, item.values()))
+                if name not in nested or not _SCALARS.issuperset(item_types):
+                    return None
+                item = (tuple(item.items()), item_types)
             elif type(item) not in _SCALARS:
                 return None
             items.append((name, item))
         return (tuple(items), types)
 
+    def known_keys(value: dict[str, Any]) -> bool:
+        return value.keys() <= names and all(
+            type(item) is not dict or item.keys() <= nested[name] for name, item in value.items()
+        )
+
     def structure_shared_record(value: object, _: object) -> Any:
         key = None
         if type(value) is dict:
-            if value.keys() <= names:
-                types = tuple(map(type, value.values()))
-                if _SCALARS.issuperset(types):
-                    key = (tuple(value.items()), types)
-                elif nested:
-                    key = nested_key(value, types)
+            types = tuple(map(type, value.values()))
+            if _SCALARS.issuperset(types):
+                key = (tuple(value.items()), types)
+            elif nested:
+                key = nested_key(value, types)
             if key is not None:
                 found = by_raw.get(key)
                 if found is not None:
                     return found
+                if not known_keys(value):
+                    key = None
         elif not isinstance(value, Mapping):
             raise TypeError(f"expected an object for {cls.__name__}, got {type(value).__name__}")
         record = inner(value, cls)
@@ -457,9 +459,10 @@ def _quick_job_fn(cls: Any, converter: cattrs.Converter) -> Callable[[dict[str, 
     so the two paths never disagree on a result.
     """
     attrs.resolve_types(cls)
-    # name -> (the field's own name, interned as cls(**fields) wants it; exact types kept
-    # as sent; the hook for any other value and its type; the cache that shares the value)
-    plan: dict[str, tuple[str, frozenset[type], _Hook, Any, Callable[[Any], Any] | None]] = {}
+    # name -> (the field's own name, interned as cls(**fields) wants it; the types kept
+    # as sent; the hook for other values, and its type; the values shared, and what to
+    # do with one not shared yet)
+    plan: dict[str, tuple[str, frozenset[type], _Hook, Any, dict[Any, Any] | None, Any]] = {}
     for field in attrs.fields(cls):
         if field.name in ("id", "status", "unparsed_fields"):
             continue
@@ -467,9 +470,9 @@ def _quick_job_fn(cls: Any, converter: cattrs.Converter) -> Callable[[dict[str, 
         inner = [arg for arg in args if arg is not NoneType]
         tp = inner[0] if len(inner) == 1 else Union[tuple(inner)]  # noqa: UP007
         exact = frozenset(inner) if all(arg in _SCALARS for arg in inner) else frozenset()
-        kind, share = _SHARED_FIELDS.get(field.name, (None, None))
-        assert share is None or exact == {kind}, f"{field.name} holds more than {kind}"
-        plan[field.name] = (field.name, exact, converter.get_structure_hook(tp), tp, share)
+        kind, kept, keep = _SHARED_FIELDS.get(field.name, (None, None, None))
+        assert kept is None or exact == {kind}, f"{field.name} holds more than {kind}"
+        plan[field.name] = (field.name, exact, converter.get_structure_hook(tp), tp, kept, keep)
 
     def quick(value: dict[str, Any]) -> Any:
         job_id = value.get("id")
@@ -485,11 +488,14 @@ def _quick_job_fn(cls: Any, converter: cattrs.Converter) -> Callable[[dict[str, 
                 entry = plan.get(key)
                 if entry is None or raw is None:
                     continue
-                name, exact, hook, tp, share = entry
-                if type(raw) in exact:
-                    fields[name] = raw if share is None else share(raw)
-                else:
+                name, exact, hook, tp, kept, keep = entry
+                if type(raw) not in exact:
                     fields[name] = hook(raw, tp)
+                elif kept is None:
+                    fields[name] = raw
+                else:
+                    found = kept.get(raw)
+                    fields[name] = found if found is not None else keep(raw)
         except STRUCTURE_ERRORS:
             return None
         return cls(**fields)
