@@ -120,8 +120,17 @@ _SHARED_LIMIT: Final = 256
 # --- values many jobs share -------------------------------------------------------------
 #
 # 100,000 jobs of one sweep hold a few distinct models, users, learning rates and
-# sequence lengths. Each distinct value of these fields is kept once (bounded: past
-# the limit, new values are simply not shared), so the jobs point at one copy.
+# sequence lengths. Each distinct value of these fields is kept once, so the jobs
+# point at one copy.
+
+
+def _keep(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> Any:
+    """Store *value* under *key*; a full cache starts over, so it stays bounded and current."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+    return value
+
 
 _SHARED_LIMIT_PER_KIND: Final = 4096
 _shared_text: dict[str, str] = {}
@@ -132,15 +141,13 @@ _ZERO: Final = 0.0
 
 def _keep_text(text: str) -> str:
     """Called for a value not found in ``_shared_text``: keep it, while there is room."""
-    if len(_shared_text) < _SHARED_LIMIT_PER_KIND:
-        _shared_text[text] = text
+    _keep(_shared_text, text, text, _SHARED_LIMIT_PER_KIND)
     return text
 
 
 def _keep_int(number: int) -> int:
     # Only ints are looked up in _shared_ints, so an equal True or 1.0 never comes back for one.
-    if len(_shared_ints) < _SHARED_LIMIT_PER_KIND:
-        _shared_ints[number] = number
+    _keep(_shared_ints, number, number, _SHARED_LIMIT_PER_KIND)
     return number
 
 
@@ -149,8 +156,8 @@ def _keep_float(number: float) -> float:
     # 0.0 is one constant, -0.0 stays itself. NaN never equals itself: not stored.
     if not number:
         return _ZERO if math.copysign(1.0, number) > 0 else number
-    if number == number and len(_shared_floats) < _SHARED_LIMIT_PER_KIND:
-        _shared_floats[number] = number
+    if number == number:
+        _keep(_shared_floats, number, number, _SHARED_LIMIT_PER_KIND)
     return number
 
 
@@ -249,9 +256,7 @@ def _structure_timestamp(value: object, _: object) -> datetime:
     parsed = _timestamps.get(value)
     if parsed is None:
         parsed = parse_timestamp(value)
-        if len(_timestamps) >= _TIMESTAMPS_LIMIT:
-            _timestamps.clear()
-        _timestamps[value] = parsed
+        _keep(_timestamps, value, parsed, _TIMESTAMPS_LIMIT)
     return parsed
 
 
@@ -423,13 +428,12 @@ def _record_factory(cls: Any, converter: cattrs.Converter) -> _Hook:
         elif not isinstance(value, Mapping):
             raise TypeError(f"expected an object for {cls.__name__}, got {type(value).__name__}")
         record = inner(value, cls)
-        if len(shared) < _SHARED_LIMIT:
-            record = shared.setdefault(record, record)
-        else:
-            record = shared.get(record, record)
-        if key is not None and len(by_raw) < _SHARED_LIMIT:
-            by_raw[key] = record
-        return record
+        kept = shared.get(record)
+        if kept is None:
+            kept = _keep(shared, record, record, _SHARED_LIMIT)
+        if key is not None:
+            _keep(by_raw, key, kept, _SHARED_LIMIT)
+        return kept
 
     return structure_shared_record
 
