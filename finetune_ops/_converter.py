@@ -295,7 +295,10 @@ def _scalar_hook(*members: type) -> _Hook:
         if kind in exact:
             return value
         if kind is int and wants_float:
-            return float(value)  # type: ignore[arg-type]
+            try:
+                return float(value)  # type: ignore[arg-type]
+            except OverflowError:  # not one of STRUCTURE_ERRORS: said as a ValueError
+                raise ValueError(f"{expected} expected, got an int too large for a float") from None
         if kind is float and wants_int and value.is_integer():  # type: ignore[attr-defined]
             return int(value)  # type: ignore[call-overload]
         if wants_str and isinstance(value, str):

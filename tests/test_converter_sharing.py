@@ -78,6 +78,7 @@ ODD_VALUES = [
     pytest.param({"max_seq_length": 8192.0}, id="integral-float-for-int"),
     pytest.param({"max_seq_length": True}, id="bool-for-int"),
     pytest.param({"max_seq_length": 2**200}, id="huge-int"),
+    pytest.param({"learning_rate": 10**400}, id="int-too-large-for-a-float"),
     pytest.param({"n_epochs": 1e300}, id="huge-integral-float"),
     pytest.param({"n_epochs": float("inf")}, id="infinite-int"),
     pytest.param({"model": 7}, id="int-for-text"),
@@ -234,3 +235,13 @@ def test_simulator_jobs_share_their_settings() -> None:
     for name in ("model", "learning_rate", "max_seq_length", "training_type", "lr_scheduler"):
         values = [getattr(job, name) for job in records if getattr(job, name) is not None]
         assert len({id(value) for value in values}) == len(set(values)), name
+
+
+def test_an_int_too_large_for_a_float_is_a_misfit() -> None:
+    """A float field sent as an int beyond float range is left out, as any misfit, not raised."""
+    job = structure_job({**VALID, "learning_rate": 10**400, "model": "kept"})
+    assert job.learning_rate is None
+    assert job.unparsed_fields == ("learning_rate",)
+    assert job.model == "kept"
+    with pytest.raises(STRUCTURE_ERRORS):
+        structure_job({"id": 5, "status": "running", "learning_rate": 10**400})
