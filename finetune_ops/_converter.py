@@ -140,7 +140,7 @@ _ZERO: Final = 0.0
 
 
 def _keep_text(text: str) -> str:
-    """Called for a value not found in ``_shared_text``: keep it, while there is room."""
+    """Called for a value not found in ``_shared_text``: keep it for the jobs to come."""
     _keep(_shared_text, text, text, _SHARED_LIMIT_PER_KIND)
     return text
 
@@ -243,7 +243,7 @@ def format_timestamp(value: datetime) -> str:
 
 
 # Parsed timestamps by their text: a job's created_at, started_at and updated_at are
-# often one instant, and jobs created or cancelled together often share one too.
+# often one instant, and jobs created or cancelled together may share one too.
 # Datetimes are immutable, so one parsed copy serves them all; the cache starts
 # over when full, keeping the recent instants.
 _timestamps: dict[str, datetime] = {}
