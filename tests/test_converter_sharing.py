@@ -29,6 +29,12 @@ from finetune_ops.testing import Simulator
 Json = Any
 
 
+@pytest.fixture(autouse=True)
+def _own_misfit_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Misfits here are warned of in a set of their own: other tests count those warnings."""
+    monkeypatch.setattr(_converter, "_warned", set())
+
+
 def _read_only(value: Json) -> Json:
     """*value* with every object a read-only mapping: what the reference path is given."""
     if type(value) is dict:
