@@ -57,6 +57,7 @@ offsets are kept). For every known field, ``structure(unstructure(job)) == job``
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import NoneType, UnionType
@@ -116,36 +117,95 @@ _SHARED_RECORDS: Final = frozenset(
 )
 _SHARED_LIMIT: Final = 256
 
-#: Text fields of a job that many jobs share (one model, one user); stored once each.
-_SHARED_TEXT_FIELDS: Final = (
-    "model",
-    "user_id",
-    "owner_address",
-    "suffix",
-    "validation_file",
-    "wandb_project_name",
-    "from_checkpoint",
-    "from_hf_model",
-    "hf_model_revision",
-)
+# --- values many jobs share -------------------------------------------------------------
+#
+# 100,000 jobs of one sweep hold a few distinct models, users, learning rates and
+# sequence lengths. Each distinct value of these fields is kept once, so the jobs
+# point at one copy.
+
+
+def _keep(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> Any:
+    """Store *value* under *key*; a full cache starts over, so it stays bounded and current."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+_SHARED_LIMIT_PER_KIND: Final = 4096
 _shared_text: dict[str, str] = {}
-_SHARED_TEXT_LIMIT: Final = 4096
+_shared_ints: dict[int, int] = {}
+_shared_floats: dict[float, float] = {}
+_ZERO: Final = 0.0
 
 
-def _share_text(value: dict[str, Any]) -> None:
-    """Replace repeated values of ``value``'s shared fields with one stored copy each.
+def _keep_text(text: str) -> str:
+    """Called for a value not found in ``_shared_text``: keep it for the jobs to come."""
+    _keep(_shared_text, text, text, _SHARED_LIMIT_PER_KIND)
+    return text
 
-    The dict is a decoded answer, ours to change; 100,000 jobs then hold a few
-    copies of their model and user names, not 100,000.
+
+def _keep_int(number: int) -> int:
+    # Only ints are looked up in _shared_ints, so an equal True or 1.0 never comes back for one.
+    _keep(_shared_ints, number, number, _SHARED_LIMIT_PER_KIND)
+    return number
+
+
+def _keep_float(number: float) -> float:
+    # 0.0 and -0.0 are equal keys but not the same value, so neither is stored:
+    # 0.0 is one constant, -0.0 stays itself. NaN never equals itself: not stored.
+    if not number:
+        return _ZERO if math.copysign(1.0, number) > 0 else number
+    if number == number:
+        _keep(_shared_floats, number, number, _SHARED_LIMIT_PER_KIND)
+    return number
+
+
+#: The job fields whose values are shared: the JSON type shared, the values kept,
+#: and what to do with a value not kept yet.
+_SHARED_FIELDS: Final[dict[str, tuple[type, dict[Any, Any], Callable[[Any], Any]]]] = {
+    **dict.fromkeys(
+        (
+            "model",
+            "user_id",
+            "owner_address",
+            "suffix",
+            "validation_file",
+            "wandb_project_name",
+            "from_checkpoint",
+            "from_hf_model",
+            "hf_model_revision",
+        ),
+        (str, _shared_text, _keep_text),
+    ),
+    # Small ints are shared by Python itself; these fields hold larger ones.
+    **dict.fromkeys(
+        (
+            "param_count",
+            "max_seq_length",
+            "trainingfile_numlines",
+            "trainingfile_size",
+            "eval_steps",
+        ),
+        (int, _shared_ints, _keep_int),
+    ),
+    **dict.fromkeys(
+        ("learning_rate", "warmup_ratio", "max_grad_norm", "weight_decay"),
+        (float, _shared_floats, _keep_float),
+    ),
+}
+
+
+def _share_values(value: dict[str, Any]) -> None:
+    """Replace the shared fields' values in ``value`` by their kept copies.
+
+    The dict is a decoded answer, ours to change.
     """
-    for name in _SHARED_TEXT_FIELDS:
-        text = value.get(name)
-        if type(text) is str:
-            kept = _shared_text.get(text)
-            if kept is not None:
-                value[name] = kept
-            elif len(_shared_text) < _SHARED_TEXT_LIMIT:
-                _shared_text[text] = text
+    for name, (kind, kept, keep) in _SHARED_FIELDS.items():
+        raw = value.get(name)
+        if type(raw) is kind:
+            found = kept.get(raw)
+            value[name] = found if found is not None else keep(raw)
 
 
 _SCALARS: Final[frozenset[type]] = frozenset({str, int, float, bool, NoneType})
@@ -182,19 +242,21 @@ def format_timestamp(value: datetime) -> str:
     return value.isoformat()
 
 
-_last_timestamp: list[tuple[str, datetime]] = [("", datetime.min.replace(tzinfo=UTC))]
+# Parsed timestamps by their text: a job's created_at, started_at and updated_at are
+# often one instant, and jobs created or cancelled together may share one too.
+# Datetimes are immutable, so one parsed copy serves them all; the cache starts
+# over when full, keeping the recent instants.
+_timestamps: dict[str, datetime] = {}
+_TIMESTAMPS_LIMIT: Final = 1024
 
 
 def _structure_timestamp(value: object, _: object) -> datetime:
     if type(value) is not str:
         raise TypeError(f"expected an ISO 8601 string, got {type(value).__name__}")
-    # A job's created_at, started_at and updated_at are often one instant: parsed
-    # and stored once (datetimes are immutable).
-    text, parsed = _last_timestamp[0]
-    if value == text:
-        return parsed
-    parsed = parse_timestamp(value)
-    _last_timestamp[0] = (value, parsed)
+    parsed = _timestamps.get(value)
+    if parsed is None:
+        parsed = parse_timestamp(value)
+        _keep(_timestamps, value, parsed, _TIMESTAMPS_LIMIT)
     return parsed
 
 
@@ -233,7 +295,10 @@ def _scalar_hook(*members: type) -> _Hook:
         if kind in exact:
             return value
         if kind is int and wants_float:
-            return float(value)  # type: ignore[arg-type]
+            try:
+                return float(value)  # type: ignore[arg-type]
+            except OverflowError:  # not one of STRUCTURE_ERRORS: said as a ValueError
+                raise ValueError(f"{expected} expected, got an int too large for a float") from None
         if kind is float and wants_int and value.is_integer():  # type: ignore[attr-defined]
             return int(value)  # type: ignore[call-overload]
         if wants_str and isinstance(value, str):
@@ -293,30 +358,159 @@ def _array_factory(tp: Any, converter: cattrs.Converter) -> _Hook:
     return structure_array
 
 
+def _field_names(cls: Any) -> frozenset[str]:
+    return frozenset(field.name for field in attrs.fields(cls))
+
+
 def _record_factory(cls: Any, converter: cattrs.Converter) -> _Hook:
     """Structure JSON objects only, through cattrs' generated function for *cls*.
 
     Small settings records that most jobs share (the same training type, method
     and scheduler) are structured once per distinct value and then reused: they
-    are frozen, and 100,000 jobs then hold a handful of them, not 400,000.
+    are frozen, and 100,000 jobs then hold a handful of them, not 400,000. An
+    object sent again key for key, value for value and type for type is found
+    without being structured again.
     """
     inner = make_dict_structure_fn(cls, converter)
-    shared: dict[Any, Any] | None = {} if cls in _SHARED_RECORDS else None
+    if cls not in _SHARED_RECORDS:
 
-    def structure_record(value: object, _: object) -> Any:
-        if type(value) is not dict and not isinstance(value, Mapping):
+        def structure_record(value: object, _: object) -> Any:
+            if type(value) is not dict and not isinstance(value, Mapping):
+                raise TypeError(
+                    f"expected an object for {cls.__name__}, got {type(value).__name__}"
+                )
+            return inner(value, cls)
+
+        return structure_record
+
+    shared: dict[Any, Any] = {}  # record -> the one kept
+    # An object as sent -> its record. The key is its items and their types (a nested
+    # object of plain values, the scheduler's arguments, in the same form), and only
+    # objects of known keys are kept, so that a key holds nothing its record does not.
+    by_raw: dict[tuple[Any, ...], Any] = {}
+    names = _field_names(cls)
+    nested = {
+        field.name: _field_names(arg)
+        for field in attrs.fields(attrs.resolve_types(cls))
+        for arg in get_args(field.type)
+        if arg in _SHARED_RECORDS
+    }
+
+    def nested_key(value: dict[str, Any], types: tuple[type, ...]) -> tuple[Any, ...] | None:
+        items = []
+        for name, item in value.items():
+            if type(item) is dict:
+                item_types = tuple(map(type, item.values()))
+                if name not in nested or not _SCALARS.issuperset(item_types):
+                    return None
+                item = (tuple(item.items()), item_types)
+            elif type(item) not in _SCALARS:
+                return None
+            items.append((name, item))
+        return (tuple(items), types)
+
+    def known_keys(value: dict[str, Any]) -> bool:
+        return value.keys() <= names and all(
+            type(item) is not dict or item.keys() <= nested[name] for name, item in value.items()
+        )
+
+    def structure_shared_record(value: object, _: object) -> Any:
+        key = None
+        if type(value) is dict:
+            types = tuple(map(type, value.values()))
+            if _SCALARS.issuperset(types):
+                key = (tuple(value.items()), types)
+            elif nested:
+                key = nested_key(value, types)
+            if key is not None:
+                found = by_raw.get(key)
+                if found is not None:
+                    return found
+                if not known_keys(value):
+                    key = None
+        elif not isinstance(value, Mapping):
             raise TypeError(f"expected an object for {cls.__name__}, got {type(value).__name__}")
         record = inner(value, cls)
-        if shared is None:
-            return record
-        if len(shared) < _SHARED_LIMIT:
-            return shared.setdefault(record, record)
-        return shared.get(record, record)
+        kept = shared.get(record)
+        if kept is None:
+            kept = _keep(shared, record, record, _SHARED_LIMIT)
+        if key is not None:
+            _keep(by_raw, key, kept, _SHARED_LIMIT)
+        return kept
 
-    return structure_record
+    return structure_shared_record
 
 
 def _job_factory(cls: Any, converter: cattrs.Converter) -> _Hook:
+    """Structure a job quickly when it plainly fits, else strictly, else field by field."""
+    quick = _quick_job_fn(cls, converter)
+    careful = _careful_job_fn(cls, converter)
+
+    def structure_job(value: object, _: object) -> Any:
+        if type(value) is dict:
+            job = quick(value)
+            if job is not None:
+                return job
+        return careful(value, _)
+
+    return structure_job
+
+
+def _quick_job_fn(cls: Any, converter: cattrs.Converter) -> Callable[[dict[str, Any]], Any]:
+    """A job from a decoded dict whose fields all fit, or ``None`` to leave it to the careful path.
+
+    It walks the keys the server sent, not all 47 fields, and keeps a value of the
+    exact JSON type as it is, where a hook call would return it unchanged; any other
+    value goes through the field's hook. Whatever fails, it returns ``None`` and
+    the careful path structures the job again, errors and ``unparsed_fields`` included,
+    so the two paths never disagree on a result.
+    """
+    attrs.resolve_types(cls)
+    # name -> (the field's own name, interned as cls(**fields) wants it; the types kept
+    # as sent; the hook for other values, and its type; the values shared, and what to
+    # do with one not shared yet)
+    plan: dict[str, tuple[str, frozenset[type], _Hook, Any, dict[Any, Any] | None, Any]] = {}
+    for field in attrs.fields(cls):
+        if field.name in ("id", "status", "unparsed_fields"):
+            continue
+        args = get_args(field.type)
+        inner = [arg for arg in args if arg is not NoneType]
+        tp = inner[0] if len(inner) == 1 else Union[tuple(inner)]  # noqa: UP007
+        exact = frozenset(inner) if all(arg in _SCALARS for arg in inner) else frozenset()
+        kind, kept, keep = _SHARED_FIELDS.get(field.name, (None, None, None))
+        assert kept is None or exact == {kind}, f"{field.name} holds more than {kind}"
+        plan[field.name] = (field.name, exact, converter.get_structure_hook(tp), tp, kept, keep)
+
+    def quick(value: dict[str, Any]) -> Any:
+        job_id = value.get("id")
+        status = value.get("status")
+        if type(job_id) is not str or type(status) is not str:
+            return None
+        fields: dict[str, Any] = {
+            "id": job_id,
+            "status": _STATUS_BY_VALUE.get(status) or JobStatus(status),
+        }
+        try:
+            for key, raw in value.items():
+                entry = plan.get(key)
+                if entry is None or raw is None:
+                    continue
+                name, exact, hook, tp, kept, keep = entry
+                if type(raw) not in exact:
+                    fields[name] = hook(raw, tp)
+                elif kept is None:
+                    fields[name] = raw
+                else:
+                    found = kept.get(raw)
+                    fields[name] = found if found is not None else keep(raw)
+        except STRUCTURE_ERRORS:
+            return None
+        return cls(**fields)
+
+    return quick
+
+
+def _careful_job_fn(cls: Any, converter: cattrs.Converter) -> _Hook:
     """Structure a job strictly when it fits, else field by field.
 
     The strict path is cattrs' generated function. When it fails and ``id`` and
@@ -335,7 +529,7 @@ def _job_factory(cls: Any, converter: cattrs.Converter) -> _Hook:
         if type(value) is not dict and not isinstance(value, Mapping):
             raise TypeError(f"expected an object for a job, got {type(value).__name__}")
         if type(value) is dict:
-            _share_text(value)
+            _share_values(value)
         try:
             return strict(value, cls)
         except STRUCTURE_ERRORS:
