@@ -1,10 +1,10 @@
-"""The converter's quick path and shared values: same records, fewer objects.
+"""The converter's shared values: same records, fewer objects.
 
-Jobs that plainly fit take a quick path, and values many jobs hold (model names,
-learning rates, timestamps, settings objects) are kept once. Neither may change
-what a record holds or which payloads are refused: every result here is checked
-against the reference path, cattrs' generated functions, which a payload takes
-when it is not a plain dict (a read-only mapping, as here).
+Values many jobs hold (model names, learning rates, timestamps, settings
+objects) are kept once. That may not change what a record holds or which
+payloads are refused: every result here is checked against the same payload
+given as read-only mappings, which cattrs' generated functions structure
+without sharing anything.
 """
 
 from __future__ import annotations
@@ -152,9 +152,9 @@ SWEEP = {
 }
 
 
-@pytest.mark.parametrize("misfit", [{}, {"queue_depth": "many"}], ids=["quick", "careful"])
+@pytest.mark.parametrize("misfit", [{}, {"queue_depth": "many"}], ids=["fits", "misfit"])
 def test_equal_values_are_one_object(misfit: dict[str, Json]) -> None:
-    """Jobs of one sweep hold one copy of each value they share, on either path."""
+    """Jobs of one sweep hold one copy of each value they share, misfit fields or not."""
     first, second = (structure_job(_decoded(**SWEEP, **misfit)) for _ in range(2))
     assert first == second
     assert first.unparsed_fields == tuple(misfit)
