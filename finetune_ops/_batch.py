@@ -89,8 +89,11 @@ class Batch:
                 state.record_result(result)
             await self._emit(JobFinished(result=result))
             yield result
-        waiting = None if state is None else set(state.pending)
-        pending = [job_id for job_id in self._valid if waiting is None or job_id in waiting]
+        if state is None:
+            pending = self._valid
+        else:
+            waiting = set(state.pending)
+            pending = [job_id for job_id in self._valid if job_id in waiting]
         if not pending:
             return
         ledger = Ledger(
@@ -163,9 +166,11 @@ class Batch:
                     group.create_task(self._delete_all(ledger, poller, polling, group))
                     return
                 # A cancel the API accepted before (a resumed batch) is not sent again.
-                to_send = [e for e in ledger.entries.values() if self._cancel and not e.accepted]
-                for entry in ledger.entries.values():
-                    if entry.accepted or not self._cancel:
+                to_send: deque[Entry] = deque()
+                for entry in list(ledger.entries.values()):  # following one may finish it
+                    if self._cancel and not entry.accepted:
+                        to_send.append(entry)
+                    else:
                         await self._follow(entry, ledger, poller)
                 if to_send:
                     group.create_task(self._cancel_all(to_send, ledger, poller))
@@ -174,12 +179,11 @@ class Batch:
         except* Halted:
             await ledger.finish_rest()
 
-    async def _cancel_all(
-        self, entries: list[Entry], ledger: Ledger, poller: Poller | None
-    ) -> None:
-        todo = deque(entries)
-        # Workers wait out their job's retry backoff, so there are more of them
-        # than request slots: the slots stay busy meanwhile.
+    async def _cancel_all(self, todo: deque[Entry], ledger: Ledger, poller: Poller | None) -> None:
+        # The workers take the entries out of ``todo``, so that one whose job
+        # has its result is held by nothing here. They wait out their job's
+        # retry backoff, so there are more of them than request slots: the
+        # slots stay busy meanwhile.
         workers = min(len(todo), _WORKERS_PER_SLOT * self._api.max_concurrency)
         async with asyncio.TaskGroup() as group:
             for _ in range(workers):
@@ -197,12 +201,24 @@ class Batch:
         """Look at every job once; delete those that ended, after cancelling the rest if asked."""
         deletable = ledger.deletable
         assert deletable is not None
-        entries = list(ledger.entries.values())
-        workers = min(len(entries), _WORKERS_PER_SLOT * self._api.max_concurrency)
+        workers = min(len(ledger.entries), _WORKERS_PER_SLOT * self._api.max_concurrency)
         for _ in range(workers):
             group.create_task(self._delete_work(deletable, ledger))
+        to_cancel = await self._look_before_delete(ledger)
+        if to_cancel:
+            await self._cancel_all(to_cancel, ledger, poller)  # closes the poller when done
+        elif poller is not None:
+            poller.close()
+        if polling is not None:
+            await polling  # every job it watched has ended, and is queued for deletion
+        for _ in range(workers):
+            deletable.put_nowait(None)
+
+    async def _look_before_delete(self, ledger: Ledger) -> deque[Entry]:
+        """Look at every job once: queue those that ended for deletion; return those to cancel."""
+        entries = list(ledger.entries.values())
         looks = await look_once(self._api, self._poll, [entry.job_id for entry in entries])
-        to_cancel = []
+        to_cancel: deque[Entry] = deque()
         for entry in entries:
             look = looks[entry.job_id]
             if isinstance(look, FinetuneOpsError):
@@ -215,14 +231,7 @@ class Batch:
                     to_cancel.append(entry)
                 else:
                     await ledger.finish(entry, _still_active(entry, look))
-        if to_cancel:
-            await self._cancel_all(to_cancel, ledger, poller)  # closes the poller when done
-        elif poller is not None:
-            poller.close()
-        if polling is not None:
-            await polling  # every job it watched has ended, and is queued for deletion
-        for _ in range(workers):
-            deletable.put_nowait(None)
+        return to_cancel
 
     async def _delete_work(self, deletable: asyncio.Queue[Entry | None], ledger: Ledger) -> None:
         while (entry := await deletable.get()) is not None:
@@ -354,4 +363,5 @@ def _sort_ids(job_ids: Iterable[object]) -> tuple[list[str], list[CancelResult],
             valid.append(check_job_id(job_id))
         except InvalidJobIdError as error:
             invalid.append(CancelResult(job_id=key, error=error))
-    return valid, invalid, list(order)
+    # With every id valid, the two lists would be the same: one is kept.
+    return valid, invalid, list(order) if invalid else valid

@@ -57,6 +57,10 @@ class Ledger:
     ``deadline`` is on the event loop's clock (``None``: none). ``cancelling``
     says whether the batch sends cancels, which decides what a timeout says.
     ``state``, when given, is kept current with every change.
+
+    ``entries`` holds the jobs still owed a result, in the order given: a job's
+    entry (its record, its last error, the poller's schedule) is dropped with
+    its result, so a long batch keeps little more per job than the result.
     """
 
     def __init__(
@@ -71,6 +75,8 @@ class Ledger:
         deleting: bool = False,
     ) -> None:
         self.entries = {job_id: Entry(job_id) for job_id in job_ids}
+        # A dict never shrinks as keys go: it is copied when it has become this small.
+        self._compact_below = len(self.entries) // 4
         self.state = state
         #: In a delete batch, jobs that have ended and wait to be deleted (None: no more).
         self.deletable: asyncio.Queue[Entry | None] | None = asyncio.Queue() if deleting else None
@@ -156,6 +162,7 @@ class Ledger:
             return
         entry.done = True
         self.owed -= 1
+        self._drop(entry)
         result = CancelResult(
             job_id=entry.job_id,
             job=entry.job,
@@ -189,8 +196,14 @@ class Ledger:
             error.__cause__ = entry.last_error
             await self.finish(entry, error)
 
+    def _drop(self, entry: Entry) -> None:
+        del self.entries[entry.job_id]
+        if len(self.entries) < self._compact_below:
+            self.entries = dict(self.entries)
+            self._compact_below = len(self.entries) // 4
+
     def _open(self) -> list[Entry]:
-        return [entry for entry in self.entries.values() if not entry.done]
+        return list(self.entries.values())
 
     def _standing(self, entry: Entry) -> str:
         if self.deletable is not None and entry.job is not None and entry.job.is_terminal:

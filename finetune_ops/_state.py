@@ -35,6 +35,7 @@ fields that changed>}``, such as ``{"id": "ft-1", "cancel_accepted": true}``.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -175,7 +176,7 @@ class BatchState:
     def record_result(self, result: CancelResult) -> None:
         job = self.jobs.setdefault(result.job_id, JobProgress())
         if result.status is not None:
-            job.status = str(result.status)
+            job.status = _text(result.status)
         job.cancel_accepted = job.cancel_accepted or result.cancel_sent
         job.result = _result_json(result)
 
@@ -272,10 +273,15 @@ def result_line(result: CancelResult) -> dict[str, Any]:
     return line
 
 
+def _text(status: JobStatus) -> str:
+    """The status as a plain str, one copy for every job in it (``str()`` makes a new one)."""
+    return sys.intern(str(status))
+
+
 def _result_json(result: CancelResult) -> dict[str, Any]:
     return {
         "ok": result.ok,
-        "status": None if result.status is None else str(result.status),
+        "status": None if result.status is None else _text(result.status),
         "cancel_sent": result.cancel_sent,
         "attempts": result.attempts,
         "error": None if result.error is None else error_to_json(result.error),
