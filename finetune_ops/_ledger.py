@@ -37,7 +37,17 @@ class Halted(Exception):
 class Entry(CallState):
     """One job of a batch: its last record, its HTTP attempts, and what became of its cancel."""
 
-    __slots__ = ("accepted", "deleted", "done", "due", "job", "job_id", "last_error", "looks")
+    __slots__ = (
+        "accepted",
+        "deleted",
+        "done",
+        "due",
+        "failed_looks",
+        "job",
+        "job_id",
+        "last_error",
+        "looks",
+    )
 
     def __init__(self, job_id: str) -> None:
         super().__init__()
@@ -49,6 +59,7 @@ class Entry(CallState):
         self.last_error: FinetuneOpsError | None = None  # the last one met while watching
         self.due = 0.0  # when the poller looks at it next (the event loop's clock)
         self.looks = 0  # how often the poller has looked at it
+        self.failed_looks = 0  # its own looks that failed in a row
 
 
 class Ledger:

@@ -100,7 +100,6 @@ class Poller:
         self._next_round = -math.inf  # no round before this: rounds are spaced out
         self._list_again = math.inf  # when a list that failed is tried again
         self._last_cost = math.inf  # what the round before the last spent reading lists
-        self._failed_looks: dict[str, int] = {}  # looks in a row that failed, by job
         self._list_failures = 0  # failed list ticks in a row
         self._list_rest = _LIST_REST  # ticks to go without the list after its next failure
         self._without_list = 0  # ticks left before the list is tried again
@@ -277,11 +276,10 @@ class Poller:
         except FinetuneOpsError as error:
             entry.last_error = error  # keep watching: the deadline decides
             if is_retryable(error, self._api.retry):
-                failed = self._failed_looks.get(entry.job_id, 0) + 1
-                self._failed_looks[entry.job_id] = failed
-                entry.due = min(entry.due, self._look_again(error, failed))
+                entry.failed_looks += 1
+                entry.due = min(entry.due, self._look_again(error, entry.failed_looks))
         else:
-            self._failed_looks.pop(entry.job_id, None)
+            entry.failed_looks = 0
             self._ledger.answered()
             await self._seen(entry, job)
 
@@ -300,7 +298,6 @@ class Poller:
         await self._ledger.update(entry, job)
         if job.status.is_terminal:
             del self._waiting[entry.job_id]
-            self._failed_looks.pop(entry.job_id, None)
             await self._ledger.ended(entry)
 
 
