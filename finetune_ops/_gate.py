@@ -126,6 +126,7 @@ class RateGate:
         self._header_until = -math.inf
         self._failures = 0  # requests in a row without an answer from the API
         self._outages = 0  # outages that have ended
+        self._answers = 0  # answers from the API (a 5xx is none)
         self._probe_out = False
         self._next_probe = -math.inf
         self._in_flight = 0  # requests sent and not yet answered
@@ -160,6 +161,11 @@ class RateGate:
     def in_outage(self) -> bool:
         """Whether the API has stopped answering, and only probes are sent."""
         return self._failures >= _OUTAGE
+
+    @property
+    def answers(self) -> int:
+        """How many requests the API has answered (anything but a 5xx) so far."""
+        return self._answers
 
     @property
     def outages(self) -> int:
@@ -245,6 +251,7 @@ class RateGate:
             self._change("the API answers again")
             self._outages += 1
         self._failures = 0
+        self._answers += 1
         spent = self._read_budget(headers, now)
         if status != 429:
             self._score = max(0.0, self._score - _FORGIVE)

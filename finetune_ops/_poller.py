@@ -101,6 +101,7 @@ class Poller:
         self._list_again = math.inf  # when a list that failed is tried again
         self._last_cost = math.inf  # what the round before the last spent reading lists
         self._list_failures = 0  # failed list ticks in a row
+        self._answers_before = 0  # the gate's answers when the list began failing
         self._list_rest = _LIST_REST  # ticks to go without the list after its next failure
         self._without_list = 0  # ticks left before the list is tried again
         self._outages_seen = 0  # the gate's outage count when the list was set aside
@@ -169,10 +170,7 @@ class Poller:
             entry.looks += 1
             entry.due = now + self._delay(entry.looks)
         if self._use_list(len(entries)):
-            # The list answers for every waiting job; of those it does not answer
-            # for, only the due ones are fetched on their own now.
-            due_ids = {entry.job_id for entry in due}
-            rest = [entry for entry in await self._poll_list(entries) if entry.job_id in due_ids]
+            rest = await self._poll_list(entries, due)
         else:
             rest = due
         if rest:
@@ -207,8 +205,12 @@ class Poller:
             )
         return cheaper
 
-    async def _poll_list(self, entries: list[Entry]) -> list[Entry]:
-        """One list request for all; returns the entries to fetch one by one."""
+    async def _poll_list(self, entries: list[Entry], due: list[Entry]) -> list[Entry]:
+        """One list request for all the ``entries``; the ``due`` ones to fetch one by one.
+
+        The list answers for every waiting job; of those it does not answer
+        for, only the due ones are fetched on their own now.
+        """
         known = {e.job_id: (e.job.status if e.job is not None else None) for e in entries}
         try:
             # Read no further than a GET each would cost: the first look at a
@@ -223,7 +225,7 @@ class Poller:
         except FinetuneOpsError as error:
             for entry in entries:
                 entry.last_error = error
-            return entries if self._list_failed(error) else []
+            return self._list_failed(error, entries, due)
         self._ledger.answered()
         if self._list_rest > _LIST_REST:
             logger.info("the job list answers again; polling with it")
@@ -239,20 +241,40 @@ class Poller:
                 await self._seen(entry, update)
             elif entry.job_id not in mentioned:
                 rest.append(entry)
-        return [entry for entry in rest if entry.job_id in self._waiting]
+        due_ids = {entry.job_id for entry in due}
+        return [
+            entry for entry in rest if entry.job_id in self._waiting and entry.job_id in due_ids
+        ]
 
-    def _list_failed(self, error: FinetuneOpsError) -> bool:
-        """Count a failed list tick; True when the list is set aside from now on."""
+    def _list_failed(
+        self, error: FinetuneOpsError, entries: list[Entry], due: list[Entry]
+    ) -> list[Entry]:
+        """Count a failed list tick; the jobs to fetch on their own this round.
+
+        All the ``due`` ones once the list is set aside, none while it is tried
+        again, and one of the waiting ``entries`` to tell a broken list from an
+        API that is going down.
+        """
+        gate = self._api.gate
         if isinstance(error, RateLimitError):
             self._list_again = self._look_again(error, 1)
-            return False  # a request to slow down, not a broken list
-        if self._api.gate.in_outage:
+            return []  # a request to slow down, not a broken list
+        if gate.in_outage:
             self._list_again = self._look_again(error, 1)  # the gate holds it until the API is up
-            return False  # the whole API is down, not the list: it is used again once it is up
+            return []  # the whole API is down, not the list: it is used again once it is up
+        if not self._list_failures:
+            self._answers_before = gate.answers
         self._list_failures += 1
-        if self._list_failures < _LIST_FAILURES and is_retryable(error, self._api.retry):
+        transient = is_retryable(error, self._api.retry)
+        if transient and self._list_failures < _LIST_FAILURES:
             self._list_again = self._look_again(error, self._list_failures)
-            return False  # tried again next tick
+            return []  # tried again soon
+        if transient and gate.answers == self._answers_before:
+            # Nothing has answered since the list began failing: the whole API may
+            # be going down, which its GETs would only pile onto. One job is
+            # fetched on its own to tell; the list is tried again meanwhile.
+            self._list_again = self._look_again(error, self._list_failures)
+            return (due or entries)[:1]
         logger.warning(
             "the job list cannot be used for polling (%s); fetching each job for %d ticks",
             error,
@@ -262,7 +284,7 @@ class Poller:
         self._outages_seen = self._api.gate.outages
         self._list_rest = min(2 * self._list_rest, _LIST_REST_MAX)
         self._list_failures = 0
-        return True
+        return due
 
     async def _poll_one(self, entry: Entry) -> None:
         try:

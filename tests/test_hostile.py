@@ -150,7 +150,9 @@ async def test_a_broken_list_falls_back_to_per_job_gets(serve_app: ServeApp, fai
         api.jobs = dict.fromkeys(api.jobs, "completed")
         report = await task
     assert report.by_status == {"completed": 20}
-    assert api.counts["list"] == (1 if failure == "404" else 3)  # 404 cannot change: at once
+    # A 404 cannot change: set aside at once. Else three failures, one job fetched
+    # on its own (it answers: the list is broken, not the API), one more failure.
+    assert api.counts["list"] == (1 if failure == "404" else 4)
 
 
 async def test_the_list_is_tried_again_later(serve_app: ServeApp) -> None:
@@ -159,7 +161,7 @@ async def test_the_list_is_tried_again_later(serve_app: ServeApp) -> None:
     list_ok = api._list
 
     async def flaky(request: web.Request) -> web.StreamResponse:
-        return error_response(503) if api.counts["list"] <= 3 else await list_ok(request)
+        return error_response(503) if api.counts["list"] <= 4 else await list_ok(request)
 
     api.on["list"] = flaky
     async with serve_app(api.app()) as url, manager(url) as jobs:
@@ -617,6 +619,44 @@ async def test_after_an_outage_the_job_list_is_used_again(serve_app: ServeApp) -
         report = await jobs.cancel_many(api.jobs, wait=True, timeout=60)
     assert report.by_status == {"cancelled": 30}
     assert after_outage <= 2 * 30  # at most the looks queued when it came back, not rounds more
+
+
+async def test_a_list_failing_with_everything_else_is_not_set_aside(serve_app: ServeApp) -> None:
+    """Polling alone into an API going down: a job or two fetched to tell, not every due job.
+
+    Every cancel is in when the API goes down, so only the poller's requests see
+    it. The list fails three times before the gate has seen enough failures to
+    call it an outage; fetching every due job then would only pile onto it.
+    """
+    api = FakeAPI(running(30))
+    list_jobs = api._list
+    phase = "up"
+
+    async def cancel(request: web.Request) -> web.StreamResponse:
+        nonlocal phase
+        answer = await FakeAPI._cancel(api, request)
+        if api.counts["cancel"] == 30:
+            phase = "down"
+        return answer
+
+    def down() -> bool:
+        nonlocal phase
+        if phase == "down" and api.counts["list"] + api.counts["retrieve"] > 30:
+            phase = "back"
+        return phase == "down"
+
+    async def listing(request: web.Request) -> web.StreamResponse:
+        return error_response(503, "down") if down() else await list_jobs(request)
+
+    async def retrieve(request: web.Request) -> web.StreamResponse:
+        return error_response(503, "down") if down() else await FakeAPI._retrieve(api, request)
+
+    api.on.update(cancel=cancel, list=listing, retrieve=retrieve)
+    poll = PollPolicy(interval=0.05, growth=1.0, jitter=0)
+    async with serve_app(api.app()) as url, manager(url, poll=poll) as jobs:
+        report = await jobs.cancel_many(api.jobs, wait=True, timeout=60)
+    assert report.by_status == {"cancelled": 30}
+    assert api.counts["retrieve"] < 10  # a probe a round until the outage is called
 
 
 # -- what the poller must never get wrong ----------------------------------------------
