@@ -21,10 +21,9 @@ A look is never retried on its own: the next tick is its retry. After a failed
 look that asking again can change, that tick comes after the retry policy's
 wait (the server's hint, else its backoff), not a whole interval later: a
 stray 503 or reset must not leave a job unseen for an interval. A list that
-keeps failing (three ticks in a row, or once in a way that asking again cannot
-change) is set aside for a while and every job is fetched on its own; then the
-list is tried again, so one bad minute does not cost a long batch its cheap
-polling.
+keeps failing is set aside for a while and every job is fetched on its own
+(``_list_standing``); then the list is tried again, so one bad minute does not
+cost a long batch its cheap polling.
 """
 
 from __future__ import annotations
@@ -43,9 +42,9 @@ from ._errors import (
     InvalidResponseError,
     NotFoundError,
     PermissionDeniedError,
-    RateLimitError,
 )
 from ._ledger import Entry, Ledger
+from ._list_standing import ListStanding, Verdict
 from ._listing import ListMemo
 from ._policies import PollPolicy, RetryPolicy
 from ._records import FineTuneJob
@@ -56,11 +55,6 @@ __all__ = ["Poller", "look_once"]
 logger = logging.getLogger("finetune_ops")
 
 _ONE_LOOK: Final = RetryPolicy.no_retry()
-#: Failed list ticks in a row after which the jobs are fetched one by one.
-_LIST_FAILURES: Final = 3
-#: Ticks without the list after it failed; doubled each time it fails again.
-_LIST_REST: Final = 8
-_LIST_REST_MAX: Final = 64
 #: List entries that cost the client about as much to read as one GET of a job.
 _ENTRIES_PER_GET: Final = 50
 #: Jobs fetched one by one few enough to be looked at each when due: every round
@@ -100,11 +94,7 @@ class Poller:
         self._next_round = -math.inf  # no round before this: rounds are spaced out
         self._list_again = math.inf  # when a list that failed is tried again
         self._last_cost = math.inf  # what the round before the last spent reading lists
-        self._list_failures = 0  # failed list ticks in a row
-        self._answers_before = 0  # the gate's answers when the list began failing
-        self._list_rest = _LIST_REST  # ticks to go without the list after its next failure
-        self._without_list = 0  # ticks left before the list is tried again
-        self._outages_seen = 0  # the gate's outage count when the list was set aside
+        self._standing = ListStanding(api.gate, api.retry)  # whether the list can be used
         self._round_cost = 0.0  # seconds this round spent reading lists
         self._list_size: int | None = None  # entries in the last list read
         self._by_cost: bool | None = None  # the last choice made by cost: list or not
@@ -180,15 +170,7 @@ class Poller:
                     group.create_task(self._poll_one(entry))
 
     def _use_list(self, waiting: int) -> bool:
-        if waiting <= self._policy.batch_threshold:
-            return False
-        if self._without_list and self._api.gate.outages != self._outages_seen:
-            # Set aside while the whole API was going down: its failures were the outage's.
-            logger.info("the API answers again; polling with the job list")
-            self._without_list = 0
-            self._list_rest = _LIST_REST
-        if self._without_list:
-            self._without_list -= 1
+        if waiting <= self._policy.batch_threshold or not self._standing.usable():
             return False
         # The list holds every job of the account: with few watched among many,
         # a GET each costs less than reading it all.
@@ -227,10 +209,7 @@ class Poller:
                 entry.last_error = error
             return self._list_failed(error, entries, due)
         self._ledger.answered()
-        if self._list_rest > _LIST_REST:
-            logger.info("the job list answers again; polling with it")
-        self._list_failures = 0
-        self._list_rest = _LIST_REST
+        self._standing.answered()
         rest = []
         for entry in entries:
             update = changed.get(entry.job_id)
@@ -249,42 +228,17 @@ class Poller:
     def _list_failed(
         self, error: FinetuneOpsError, entries: list[Entry], due: list[Entry]
     ) -> list[Entry]:
-        """Count a failed list tick; the jobs to fetch on their own this round.
+        """The jobs to fetch on their own this round, after the list failed with ``error``.
 
         All the ``due`` ones once the list is set aside, none while it is tried
-        again, and one of the waiting ``entries`` to tell a broken list from an
-        API that is going down.
+        again soon, and one of the waiting ``entries`` to tell a broken list
+        from an API that is going down.
         """
-        gate = self._api.gate
-        if isinstance(error, RateLimitError):
-            self._list_again = self._look_again(error, 1)
-            return []  # a request to slow down, not a broken list
-        if gate.in_outage:
-            self._list_again = self._look_again(error, 1)  # the gate holds it until the API is up
-            return []  # the whole API is down, not the list: it is used again once it is up
-        if not self._list_failures:
-            self._answers_before = gate.answers
-        self._list_failures += 1
-        transient = is_retryable(error, self._api.retry)
-        if transient and self._list_failures < _LIST_FAILURES:
-            self._list_again = self._look_again(error, self._list_failures)
-            return []  # tried again soon
-        if transient and gate.answers == self._answers_before:
-            # Nothing has answered since the list began failing: the whole API may
-            # be going down, which its GETs would only pile onto. One job is
-            # fetched on its own to tell; the list is tried again meanwhile.
-            self._list_again = self._look_again(error, self._list_failures)
-            return (due or entries)[:1]
-        logger.warning(
-            "the job list cannot be used for polling (%s); fetching each job for %d ticks",
-            error,
-            self._list_rest,
-        )
-        self._without_list = self._list_rest
-        self._outages_seen = self._api.gate.outages
-        self._list_rest = min(2 * self._list_rest, _LIST_REST_MAX)
-        self._list_failures = 0
-        return due
+        verdict = self._standing.failed(error)
+        if verdict is Verdict.SET_ASIDE:
+            return due
+        self._list_again = self._look_again(error, max(1, self._standing.failures))
+        return (due or entries)[:1] if verdict is Verdict.PROBE else []
 
     async def _poll_one(self, entry: Entry) -> None:
         try:
