@@ -583,37 +583,48 @@ async def test_an_outage_holds_retries_and_releases_them_when_it_ends(serve_app:
     assert api.counts["cancel"] == dark_for + 30  # one probe at a time, then one cancel each
 
 
-async def test_after_an_outage_the_job_list_is_used_again(serve_app: ServeApp) -> None:
-    """List failures while the whole API went down do not set the list aside afterwards."""
-    api = FakeAPI(running(30))
-    list_jobs = api._list
+def go_down_after_cancels(api: FakeAPI, dark_for: int, retrieve: Handler | None = None) -> None:
+    """Once every cancel is in, the API answers 503 to the next ``dark_for`` lists and GETs.
+
+    ``retrieve`` answers the GETs once it is back (by default, the server's own).
+    """
     phase = "up"
-    after_outage = 0  # retrieves once the API is back
+    jobs = len(api.jobs)
+    list_jobs, get_job = api._list, retrieve or api._retrieve
 
     async def cancel(request: web.Request) -> web.StreamResponse:
         nonlocal phase
         answer = await FakeAPI._cancel(api, request)
-        if api.counts["cancel"] == 30:
-            phase = "down"  # every cancel is in: the API goes down
+        if api.counts["cancel"] == jobs:
+            phase = "down"
         return answer
 
     def down() -> bool:
         nonlocal phase
-        if phase == "down" and api.counts["list"] + api.counts["retrieve"] > 40:
+        if phase == "down" and api.counts["list"] + api.counts["retrieve"] > dark_for:
             phase = "back"
         return phase == "down"
 
     async def listing(request: web.Request) -> web.StreamResponse:
         return error_response(503, "down") if down() else await list_jobs(request)
 
+    async def looking(request: web.Request) -> web.StreamResponse:
+        return error_response(503, "down") if down() else await get_job(request)
+
+    api.on.update(cancel=cancel, list=listing, retrieve=looking)
+
+
+async def test_after_an_outage_the_job_list_is_used_again(serve_app: ServeApp) -> None:
+    """List failures while the whole API went down do not set the list aside afterwards."""
+    api = FakeAPI(running(30))
+    after_outage = 0  # retrieves once the API is back
+
     async def retrieve(request: web.Request) -> web.StreamResponse:
         nonlocal after_outage
-        if down():
-            return error_response(503, "down")
         after_outage += 1  # a job on its own still looks active: only the list tells
         return web.json_response({"id": request.match_info["id"], "status": "cancel_requested"})
 
-    api.on.update(cancel=cancel, list=listing, retrieve=retrieve)
+    go_down_after_cancels(api, 40, retrieve)
     poll = PollPolicy(interval=0.05, growth=1.0, jitter=0)
     async with serve_app(api.app()) as url, manager(url, poll=poll) as jobs:
         report = await jobs.cancel_many(api.jobs, wait=True, timeout=60)
@@ -629,29 +640,7 @@ async def test_a_list_failing_with_everything_else_is_not_set_aside(serve_app: S
     call it an outage; fetching every due job then would only pile onto it.
     """
     api = FakeAPI(running(30))
-    list_jobs = api._list
-    phase = "up"
-
-    async def cancel(request: web.Request) -> web.StreamResponse:
-        nonlocal phase
-        answer = await FakeAPI._cancel(api, request)
-        if api.counts["cancel"] == 30:
-            phase = "down"
-        return answer
-
-    def down() -> bool:
-        nonlocal phase
-        if phase == "down" and api.counts["list"] + api.counts["retrieve"] > 30:
-            phase = "back"
-        return phase == "down"
-
-    async def listing(request: web.Request) -> web.StreamResponse:
-        return error_response(503, "down") if down() else await list_jobs(request)
-
-    async def retrieve(request: web.Request) -> web.StreamResponse:
-        return error_response(503, "down") if down() else await FakeAPI._retrieve(api, request)
-
-    api.on.update(cancel=cancel, list=listing, retrieve=retrieve)
+    go_down_after_cancels(api, 30)
     poll = PollPolicy(interval=0.05, growth=1.0, jitter=0)
     async with serve_app(api.app()) as url, manager(url, poll=poll) as jobs:
         report = await jobs.cancel_many(api.jobs, wait=True, timeout=60)
