@@ -116,16 +116,18 @@ async def read_body(
                 sink.feed(chunk)
                 if not sink.wants_more:
                     break
-            grown = (sink.held if sink is not None else held + len(chunk)) - held
-            if grown > 0 and not budget.take(grown):
+                keeping = sink.held
+            else:
+                keeping = held + len(chunk)
+            if keeping > held and not budget.take(keeping - held):
                 raise refused(
                     f"would go over the {budget.limit} bytes that answers may hold at once "
                     "(max_buffered_bytes)",
                     transient=True,
                 )
-            if grown < 0:
-                budget.give_back(-grown)
-            held += grown
+            if keeping < held:
+                budget.give_back(held - keeping)
+            held = keeping
             if sink is None:
                 body += chunk
     except BaseException:

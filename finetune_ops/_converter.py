@@ -139,31 +139,27 @@ _shared_floats: dict[float, float] = {}
 _ZERO: Final = 0.0
 
 
-def _keep_text(text: str) -> str:
-    """Called for a value not found in ``_shared_text``: keep it for the jobs to come."""
-    _keep(_shared_text, text, text, _SHARED_LIMIT_PER_KIND)
-    return text
+def _one_copy(kept: dict[Any, Any], value: Any) -> Any:
+    """The copy of *value* kept in *kept*, which keeps it if it is new.
+
+    Each cache holds values of one exact type, so an equal True or 1.0 never
+    comes back for an int. 0.0 and -0.0 are equal keys but not the same value,
+    so neither is stored: 0.0 is one constant, -0.0 stays itself. NaN never
+    equals itself: not stored.
+    """
+    found = kept.get(value)
+    if found is not None:
+        return found
+    if type(value) is float:
+        if not value:
+            return _ZERO if math.copysign(1.0, value) > 0 else value
+        if value != value:
+            return value
+    return _keep(kept, value, value, _SHARED_LIMIT_PER_KIND)
 
 
-def _keep_int(number: int) -> int:
-    # Only ints are looked up in _shared_ints, so an equal True or 1.0 never comes back for one.
-    _keep(_shared_ints, number, number, _SHARED_LIMIT_PER_KIND)
-    return number
-
-
-def _keep_float(number: float) -> float:
-    # 0.0 and -0.0 are equal keys but not the same value, so neither is stored:
-    # 0.0 is one constant, -0.0 stays itself. NaN never equals itself: not stored.
-    if not number:
-        return _ZERO if math.copysign(1.0, number) > 0 else number
-    if number == number:
-        _keep(_shared_floats, number, number, _SHARED_LIMIT_PER_KIND)
-    return number
-
-
-#: The job fields whose values are shared: the JSON type shared, the values kept,
-#: and what to do with a value not kept yet.
-_SHARED_FIELDS: Final[dict[str, tuple[type, dict[Any, Any], Callable[[Any], Any]]]] = {
+#: The job fields whose values are shared: the JSON type shared, and the values kept.
+_SHARED_FIELDS: Final[dict[str, tuple[type, dict[Any, Any]]]] = {
     **dict.fromkeys(
         (
             "model",
@@ -176,7 +172,7 @@ _SHARED_FIELDS: Final[dict[str, tuple[type, dict[Any, Any], Callable[[Any], Any]
             "from_hf_model",
             "hf_model_revision",
         ),
-        (str, _shared_text, _keep_text),
+        (str, _shared_text),
     ),
     # Small ints are shared by Python itself; these fields hold larger ones.
     **dict.fromkeys(
@@ -187,11 +183,11 @@ _SHARED_FIELDS: Final[dict[str, tuple[type, dict[Any, Any], Callable[[Any], Any]
             "trainingfile_size",
             "eval_steps",
         ),
-        (int, _shared_ints, _keep_int),
+        (int, _shared_ints),
     ),
     **dict.fromkeys(
         ("learning_rate", "warmup_ratio", "max_grad_norm", "weight_decay"),
-        (float, _shared_floats, _keep_float),
+        (float, _shared_floats),
     ),
 }
 
@@ -201,11 +197,10 @@ def _share_values(value: dict[str, Any]) -> None:
 
     The dict is a decoded answer, ours to change.
     """
-    for name, (kind, kept, keep) in _SHARED_FIELDS.items():
+    for name, (kind, kept) in _SHARED_FIELDS.items():
         raw = value.get(name)
         if type(raw) is kind:
-            found = kept.get(raw)
-            value[name] = found if found is not None else keep(raw)
+            value[name] = _one_copy(kept, raw)
 
 
 _SCALARS: Final[frozenset[type]] = frozenset({str, int, float, bool, NoneType})

@@ -47,6 +47,14 @@ Changes = tuple[dict[str, FineTuneJob | InvalidResponseError], set[str], int]
 #: What a list answer cost to read: (changes, seconds spent reading it).
 TimedChanges = tuple[Changes, float]
 
+
+def _skip(text: str, pos: int) -> int:
+    """Where the whitespace from ``pos`` ends."""
+    match = _SPACE.match(text, pos)
+    assert match is not None  # the pattern matches the empty string
+    return match.end()
+
+
 # Where the walk through the top-level object is.
 _START, _KEY_OR_END, _KEY, _ITEM_OR_END, _ITEM, _AFTER_ITEM, _AFTER_VALUE, _TAIL = range(8)
 
@@ -165,7 +173,7 @@ class ListScan(Generic[T]):
         pos = 0
         self._stuck = 0
         while True:
-            at = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
+            at = _skip(text, pos)
             if at == size:
                 if end and self._state != _TAIL:
                     raise json.JSONDecodeError("Expecting value", text, at)
@@ -233,7 +241,7 @@ class ListScan(Generic[T]):
             if after < size and text[after] == ",":
                 at = after + 1
                 if at < size and text[at] in _BLANK:
-                    at = _SPACE.match(text, at).end()  # type: ignore[union-attr]
+                    at = _skip(text, at)
                 if at < size:
                     continue
                 self._state = _ITEM
@@ -251,12 +259,12 @@ class ListScan(Generic[T]):
             if end:
                 raise
             raise _MoreText from None
-        pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
+        pos = _skip(text, pos)
         if pos == len(text) and not end:
             raise _MoreText
         if text[pos : pos + 1] != ":":
             raise json.JSONDecodeError("Expecting ':' delimiter", text, pos)
-        pos = _SPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
+        pos = _skip(text, pos + 1)
         if pos == len(text) and not end:
             raise _MoreText
         if key != "data":
@@ -307,6 +315,15 @@ class ListMemo:
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def adopt(self, other: ListMemo) -> None:
+        """Hold what ``other`` holds from now on."""
+        self.lengths, self.hashes, self.ids, self.statuses = (
+            other.lengths,
+            other.hashes,
+            other.ids,
+            other.statuses,
+        )
+
 
 class ChangesScan(ListScan[TimedChanges]):
     """What the list says of the watched jobs ``known`` (id to last status seen).
@@ -343,6 +360,7 @@ class ChangesScan(ListScan[TimedChanges]):
         lengths = memo.lengths
         size = len(text)
         here = self._next
+        hashed, digest = -1, 0  # the one text hashed so far: where it ends, its hash
         # Where an entry was added or removed, the old ones are one place off.
         # Only objects: their text ends where they end, a number's may go on.
         for at in (here, here + 1, here - 1) if text[pos] == "{" else ():
@@ -353,7 +371,8 @@ class ChangesScan(ListScan[TimedChanges]):
                 if at == here and not end:
                     raise _MoreText  # perhaps the same entry, not all here yet
                 continue
-            digest = hash(text[pos:after])
+            if after != hashed:
+                hashed, digest = after, hash(text[pos:after])
             if digest == memo.hashes[at]:
                 self._next = at + 1
                 self._note(memo.ids[at], memo.statuses[at], text, pos, after, digest, None)
@@ -365,7 +384,9 @@ class ChangesScan(ListScan[TimedChanges]):
             job_id, status = entry.get("id"), entry.get("status")
             if type(status) is str:
                 status = self._statuses.setdefault(status, status)
-        self._note(job_id, status, text, pos, after, hash(text[pos:after]), entry)
+        if after != hashed:
+            digest = hash(text[pos:after])
+        self._note(job_id, status, text, pos, after, digest, entry)
         return after
 
     def _note(
@@ -393,15 +414,9 @@ class ChangesScan(ListScan[TimedChanges]):
         self._changed[job_id] = _structure(job_id, entry)
 
     def _result(self) -> TimedChanges:
-        memo, seen = self._memo, self._seen
         if self.wants_more:  # a whole list: the next read compares with this one
-            memo.lengths, memo.hashes, memo.ids, memo.statuses = (
-                seen.lengths,
-                seen.hashes,
-                seen.ids,
-                seen.statuses,
-            )
-        return (self._changed, self._mentioned, len(seen)), self.seconds
+            self._memo.adopt(self._seen)
+        return (self._changed, self._mentioned, len(self._seen)), self.seconds
 
 
 def _structure(job_id: str, entry: object) -> FineTuneJob | InvalidResponseError:

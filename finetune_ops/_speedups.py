@@ -3,8 +3,8 @@
 With msgspec a single body (a cancel answer, one job) is parsed straight from
 its bytes. Without it the standard library does the work (``_api``): the
 results are the same. The job list is read as it arrives, by ``_listing``,
-either way. (Not orjson: it reads an integer
-beyond 64 bits as a float, where ``json`` and msgspec keep it exact.)
+either way. (Not orjson: it reads an integer beyond 64 bits as a float, where
+``json`` and msgspec keep it exact.)
 
 A fast parser only ever succeeds for the caller: when it refuses a body, it
 raises :class:`SlowPath` and the standard path reads the body again, so an

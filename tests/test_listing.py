@@ -10,6 +10,7 @@ megabytes are read without holding the body.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import tracemalloc
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -249,6 +250,7 @@ def _trickling(body: bytes, piece: int) -> web.Application:
     return app
 
 
+@contextlib.asynccontextmanager
 async def _client(url: str) -> AsyncIterator[FineTunesAPI]:
     client = FineTunesAPI(base_url=url, retry=RetryPolicy.no_retry())
     try:
@@ -259,10 +261,9 @@ async def _client(url: str) -> AsyncIterator[FineTunesAPI]:
 
 async def test_a_list_trickled_in_small_pieces_is_read(serve_app: ServeApp) -> None:
     body = _listing(30)
-    async with serve_app(_trickling(body, 97)) as url:
-        async for client in _client(url):
-            known = {"ft-000003": "running", "ft-000007": None, "ft-999999": None}
-            (changed, mentioned, size), _ = await client.list_changes(known)
+    async with serve_app(_trickling(body, 97)) as url, _client(url) as client:
+        known = {"ft-000003": "running", "ft-000007": None, "ft-999999": None}
+        (changed, mentioned, size), _ = await client.list_changes(known)
     assert size == 30
     assert mentioned == {"ft-000003", "ft-000007"}
     assert list(changed) == ["ft-000007"]
@@ -273,14 +274,13 @@ async def test_a_big_list_is_never_held_whole(serve_app: ServeApp) -> None:
     body = _listing(25_000)
     assert len(body) > 19_000_000
     known = {f"ft-{n:06d}": "running" for n in range(0, 25_000, 5)}
-    async with serve_app(_trickling(body, 1 << 16)) as url:
-        async for client in _client(url):
-            tracemalloc.start()
-            try:
-                (changed, mentioned, size), _ = await client.list_changes(known)
-                _, peak = tracemalloc.get_traced_memory()
-            finally:
-                tracemalloc.stop()
+    async with serve_app(_trickling(body, 1 << 16)) as url, _client(url) as client:
+        tracemalloc.start()
+        try:
+            (changed, mentioned, size), _ = await client.list_changes(known)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
     assert (size, len(mentioned), changed) == (25_000, 5_000, {})
     assert peak < len(body) / 4, f"peak {peak / 1e6:.1f} MB for a {len(body) / 1e6:.1f} MB list"
 
@@ -297,10 +297,9 @@ async def test_a_list_cut_short_is_an_invalid_response(serve_app: ServeApp) -> N
 
     app = web.Application()
     app.router.add_get("/v1/fine-tunes", answer)
-    async with serve_app(app) as url:
-        async for client in _client(url):
-            with pytest.raises(InvalidResponseError, match="not valid JSON") as caught:
-                await client.list_changes({"ft-000001": None})
+    async with serve_app(app) as url, _client(url) as client:
+        with pytest.raises(InvalidResponseError, match="not valid JSON") as caught:
+            await client.list_changes({"ft-000001": None})
     assert caught.value.excerpt.startswith('{"object": "list"')
 
 
@@ -347,10 +346,9 @@ def _crowded(jobs: int, watched: list[str], sent: dict[str, bool]) -> web.Applic
 async def test_a_crowded_list_is_read_no_further_than_asked(serve_app: ServeApp) -> None:
     """50 entries asked for among 20,000: the connection is left with the body mostly unread."""
     sent: dict[str, bool] = {}
-    async with serve_app(_crowded(20_000, ["ft-a"], sent)) as url:
-        async for client in _client(url):
-            (changed, mentioned, size), _ = await client.list_changes({"ft-a": None}, most=50)
-            again = await client.retrieve("ft-a")  # the pool still works after the cut
+    async with serve_app(_crowded(20_000, ["ft-a"], sent)) as url, _client(url) as client:
+        (changed, mentioned, size), _ = await client.list_changes({"ft-a": None}, most=50)
+        again = await client.retrieve("ft-a")  # the pool still works after the cut
     assert (changed, mentioned, size) == ({}, set(), 50)
     assert again.status == "cancelled"
     assert "whole" not in sent
@@ -388,8 +386,7 @@ async def test_a_list_that_cannot_be_one_is_not_read_to_its_end(serve_app: Serve
 
     app = web.Application()
     app.router.add_get("/v1/fine-tunes", answer)
-    async with serve_app(app) as url:
-        async for client in _client(url):
-            with pytest.raises(InvalidResponseError, match="'data' is not a list of jobs"):
-                await client.list_changes({"ft-1": None})
+    async with serve_app(app) as url, _client(url) as client:
+        with pytest.raises(InvalidResponseError, match="'data' is not a list of jobs"):
+            await client.list_changes({"ft-1": None})
     assert "whole" not in sent
